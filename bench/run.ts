@@ -1,0 +1,284 @@
+/**
+ * `npm run bench`: the gateway against a direct connection and comparison proxies, in one run.
+ *
+ * Starts the purpose-built upstream, a naive http-proxy-3 proxy (the Node floor), nginx when
+ * installed, and one gateway process per plugin configuration, each in its own process. Then, for
+ * every row: a warm-up, a measured autocannon run of MCP `tools/call` POSTs, and the proxy's CPU time
+ * per request from /proc. Then N concurrent SSE streams per proxy with per-event relay delay, and the
+ * gateway's RSS idle, under load and with the streams open. Prints tables of ratios and the targets,
+ * and writes the JSON results (BENCH_OUT, or a temp file). See docs/benchmarks.md.
+ */
+import { cpus, tmpdir, totalmem, type as osType, release } from 'node:os';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { runLoad, type LoadResult } from './load.ts';
+import { runStreams } from './sse.ts';
+import { readOptions, type BenchOptions } from './options.ts';
+import { rssBytes, spawnChild, waitForLine, type BenchChild } from './processes.ts';
+import { findNginx, startNginx } from './nginx.ts';
+import {
+  GATEWAY_VARIANTS, gatewayAvailable, mintCredentials, registeredPluginTypes, startGatewayChild,
+  type BenchCredentials,
+} from './gateway-rows.ts';
+import {
+  evaluateTargets, medianLoad, renderReport,
+  type MemoryOutcome, type RowOutcome, type StreamOutcome,
+} from './report.ts';
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+
+/** One thing requests are sent to: the upstream itself, or a proxy in front of it. */
+interface Target {
+  id: string;
+  label: string;
+  /** The MCP endpoint URL. */
+  url: string;
+  /** The process whose CPU and RSS are measured. */
+  pid: number;
+  headers: Record<string, string>;
+}
+
+/** The MCP request every row sends: a FalkorDB-style tool call, so graph-rewrite has work to do. */
+const TOOL_CALL = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'tools/call',
+  params: { name: 'query_graph', arguments: { graphName: 'social', query: 'MATCH (n) RETURN count(n)' } },
+});
+
+const MCP_HEADERS = {
+  'content-type': 'application/json',
+  accept: 'application/json, text/event-stream',
+  'mcp-protocol-version': '2025-06-18',
+};
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+/** One request before measuring: a row that answers wrongly is reported, not measured. */
+async function probe(t: Target): Promise<string | undefined> {
+  try {
+    const res = await fetch(t.url, { method: 'POST', headers: { ...MCP_HEADERS, ...t.headers }, body: TOOL_CALL });
+    const text = await res.text();
+    if (res.status !== 200) return `probe answered HTTP ${res.status}: ${text.slice(0, 200)}`;
+    const body = JSON.parse(text) as { result?: { content?: Array<{ text?: string }> } };
+    const echoed = body.result?.content?.[0]?.text;
+    if (echoed !== 'graph social: 1 row') return `probe answered an unexpected body: ${text.slice(0, 200)}`;
+    return undefined;
+  } catch (err) {
+    return `probe failed: ${(err as Error).message}`;
+  }
+}
+
+async function startUpstream(opts: BenchOptions): Promise<{ child: BenchChild; url: string }> {
+  const child = spawnChild({
+    name: 'upstream',
+    command: process.execPath,
+    args: [path.join(benchDir, 'upstream.ts')],
+    env: { BENCH_SSE_INTERVAL_MS: String(opts.streamIntervalMs) },
+  });
+  const port = await waitForLine(child, /listening (\d+)/);
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+async function startNaive(upstreamUrl: string): Promise<{ child: BenchChild; url: string }> {
+  const child = spawnChild({
+    name: 'naive',
+    command: process.execPath,
+    args: [path.join(benchDir, 'naive-proxy.ts'), upstreamUrl],
+  });
+  const port = await waitForLine(child, /listening (\d+)/);
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+const wanted = (opts: BenchOptions, id: string) => opts.only.size === 0 || opts.only.has(id);
+
+/** The stdio multiplexer's own bench, when its module exists (written by another part of the project). */
+async function stdioSection(): Promise<string | undefined> {
+  const file = path.join(benchDir, 'stdio-mux.ts');
+  if (!existsSync(file)) return undefined;
+  const mod = (await import(pathToFileURL(file).href)) as { benchStdioMux?: () => Promise<unknown> };
+  if (typeof mod.benchStdioMux !== 'function') return undefined;
+  const result = await mod.benchStdioMux();
+  if (typeof result === 'string') return result;
+  const report = (result as { report?: unknown; text?: unknown } | undefined);
+  if (typeof report?.report === 'string') return report.report;
+  if (typeof report?.text === 'string') return report.text;
+  return JSON.stringify(result, null, 2);
+}
+
+async function main(): Promise<void> {
+  const opts = readOptions();
+  const started = Date.now();
+  const work = await mkdtemp(path.join(tmpdir(), 'mcpgw-bench-'));
+  const children: BenchChild[] = [];
+  const rows: RowOutcome[] = [];
+  const streams: StreamOutcome[] = [];
+  const memory: MemoryOutcome = {};
+  const targets: Target[] = [];
+  const cpu = cpus();
+  const header = [
+    `MCP gateway benchmark — ${new Date().toISOString()}`,
+    `Node ${process.version} on ${osType()} ${release()}, ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
+    `Settings: ${opts.durationS}s measured + ${opts.warmupS}s warm-up per row, ${opts.connections} connections, ` +
+      `${opts.rounds} round(s); ${opts.streams} SSE streams, 1 event per ${opts.streamIntervalMs} ms each, ${opts.streamDurationS}s measured` +
+      (opts.quick ? ' [BENCH_QUICK]' : ''),
+  ];
+
+  try {
+    log('starting the upstream');
+    const upstream = await startUpstream(opts);
+    children.push(upstream.child);
+    const add = (t: Target) => { targets.push(t); rows.push({ id: t.id, label: t.label }); };
+
+    if (wanted(opts, 'direct')) add({ id: 'direct', label: 'direct (no proxy)', url: `${upstream.url}/mcp`, pid: upstream.child.pid, headers: {} });
+
+    if (wanted(opts, 'naive')) {
+      const naive = await startNaive(upstream.url);
+      children.push(naive.child);
+      add({ id: 'naive', label: 'naive http-proxy-3', url: `${naive.url}/mcp`, pid: naive.child.pid, headers: {} });
+    }
+
+    if (wanted(opts, 'nginx')) {
+      const nginx = findNginx();
+      if (!nginx) rows.push({ id: 'nginx', label: 'nginx', note: 'nginx not installed (apt-get install nginx-light)' });
+      else {
+        try {
+          const n = await startNginx(nginx, path.join(work, 'nginx'), Number(new URL(upstream.url).port));
+          children.push(n.child);
+          add({ id: 'nginx', label: 'nginx', url: `http://127.0.0.1:${n.port}/mcp`, pid: n.child.pid, headers: {} });
+        } catch (err) {
+          rows.push({ id: 'nginx', label: 'nginx', note: `did not start: ${(err as Error).message.split('\n')[0]}` });
+        }
+      }
+    }
+
+    const variants = GATEWAY_VARIANTS.filter((v) => wanted(opts, v.id));
+    if (variants.length > 0) {
+      if (!gatewayAvailable()) {
+        for (const v of variants) rows.push({ id: v.id, label: v.label, note: 'gateway/main.ts does not exist yet' });
+      } else {
+        let registered = new Set<string>();
+        let registryProblem: string | undefined;
+        try {
+          registered = await registeredPluginTypes();
+        } catch (err) {
+          registryProblem = `plugins/index.ts failed to load: ${(err as Error).message.split('\n')[0]}`;
+        }
+        const creds: BenchCredentials = await mintCredentials();
+        for (const v of variants) {
+          const missing = v.needs.filter((t) => !registered.has(t));
+          if (missing.length > 0) {
+            rows.push({ id: v.id, label: v.label, note: registryProblem ?? `plugin(s) not registered in plugins/index.ts: ${missing.join(', ')}` });
+            continue;
+          }
+          try {
+            log(`starting ${v.label}`);
+            const gw = await startGatewayChild(v, path.join(work, 'gateways'), `${upstream.url}/mcp`, creds);
+            children.push(gw.child);
+            add({ id: v.id, label: v.label, url: gw.url, pid: gw.child.pid, headers: v.auth ? { authorization: `Bearer ${creds.token}` } : {} });
+          } catch (err) {
+            rows.push({ id: v.id, label: v.label, note: `gateway did not start: ${(err as Error).message.split('\n').slice(0, 3).join(' / ')}` });
+          }
+        }
+      }
+    }
+
+    // Idle RSS: the no-plugin gateway after start, before it has seen any traffic, once GC settled.
+    // The naive proxy's idle RSS is read at the same moment, as the Node floor to compare it with.
+    const plainGateway = targets.find((t) => t.id === 'gateway');
+    const naiveTarget = targets.find((t) => t.id === 'naive');
+    await new Promise((r) => setTimeout(r, 1500));
+    if (plainGateway) memory.idleRssBytes = rssBytes(plainGateway.pid);
+    else memory.note = 'no gateway row ran';
+    if (naiveTarget) memory.naiveIdleRssBytes = rssBytes(naiveTarget.pid);
+
+    // Probe once; a target that answers wrongly is dropped with its reason.
+    for (const t of [...targets]) {
+      const problem = await probe(t);
+      if (problem) {
+        targets.splice(targets.indexOf(t), 1);
+        rows.find((r) => r.id === t.id)!.note = problem;
+      }
+    }
+
+    // Interleaved rounds: each round starts at a different row, so slow drifts of the machine do not
+    // always hit the same row.
+    const results = new Map<string, LoadResult[]>();
+    for (let round = 0; round < opts.rounds; round++) {
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[(i + round) % targets.length];
+        log(`round ${round + 1}/${opts.rounds}: ${t.label}`);
+        const r = await runLoad({
+          url: t.url,
+          body: TOOL_CALL,
+          headers: { ...MCP_HEADERS, ...t.headers },
+          connections: opts.connections,
+          durationS: opts.durationS,
+          warmupS: opts.warmupS,
+          pid: t.pid,
+        });
+        results.set(t.id, [...(results.get(t.id) ?? []), r]);
+      }
+    }
+    for (const row of rows) {
+      const list = results.get(row.id);
+      if (!list) continue;
+      row.load = medianLoad(list);
+      if (row.load.non2xx + row.load.errors > 0) row.note = 'some requests failed: its figures are not comparable';
+    }
+    memory.loadRssBytes = rows.find((r) => r.id === 'gateway')?.load?.peakRssBytes;
+
+    // SSE streams, through every proxy that answered the probe (the gateway's plugin rows are about
+    // per-request cost; its streaming cost is the no-plugin row's).
+    if (opts.streams > 0) {
+      for (const t of targets.filter((t) => ['direct', 'naive', 'nginx', 'gateway'].includes(t.id))) {
+        log(`${opts.streams} SSE streams: ${t.label}`);
+        const result = await runStreams({
+          url: t.url,
+          headers: t.headers,
+          streams: opts.streams,
+          durationS: opts.streamDurationS,
+          settleS: Math.min(2, (opts.streamIntervalMs / 1000) * 1.5),
+          pid: t.pid,
+        });
+        const ok = result.opened > 0 && result.events > 0;
+        streams.push({ id: t.id, label: t.label, result: ok ? result : undefined, note: ok ? undefined : `${result.failed} streams failed to open, ${result.events} events` });
+        if (t.id === 'gateway') memory.streamsRssBytes = result.peakRssBytes;
+      }
+    }
+
+    const verdicts = evaluateTargets(rows, streams, memory);
+    const report = renderReport({ header, rows, streams, memory, targets: verdicts });
+    process.stdout.write(`${report}\n`);
+
+    let stdio: string | undefined;
+    try {
+      stdio = await stdioSection();
+    } catch (err) {
+      stdio = `stdio multiplexer bench failed: ${(err as Error).message}`;
+    }
+    if (stdio) process.stdout.write(`\nStdio upstream multiplexer:\n${stdio}\n`);
+
+    const outFile = opts.out ?? path.join(await mkdtemp(path.join(tmpdir(), 'mcpgw-bench-results-')), 'latest.json');
+    await mkdir(path.dirname(path.resolve(outFile)), { recursive: true });
+    await writeFile(outFile, `${JSON.stringify({
+      startedAt: new Date(started).toISOString(),
+      elapsedS: (Date.now() - started) / 1000,
+      node: process.version,
+      machine: { os: `${osType()} ${release()}`, cores: cpu.length, cpu: cpu[0]?.model.trim(), memoryBytes: totalmem() },
+      options: { ...opts, only: [...opts.only] },
+      rows, streams, memory, targets: verdicts, stdio,
+    }, null, 2)}\n`);
+    process.stdout.write(`\nResults written to ${outFile} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+  } finally {
+    await Promise.all(children.map((c) => c.stop()));
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});

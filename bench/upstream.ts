@@ -1,0 +1,101 @@
+/**
+ * The benchmark's upstream: a minimal MCP-shaped HTTP server, run as its own process.
+ *
+ * It is purpose-built rather than a real MCP server so that the upstream's own cost is tiny and the
+ * same for every row; what the bench measures is then the proxy in front of it.
+ * - POST (any path): a JSON-RPC request (or batch) is answered at once with `application/json`. A
+ *   `tools/call` result echoes `arguments.graphName` so that a graph-rewrite plugin has a name to strip
+ *   on the way back, as it would with the FalkorDB MCP server. Notifications-only bodies get `202`.
+ * - GET with `Accept: text/event-stream` (any path): an endless SSE stream of JSON-RPC
+ *   `notifications/message` events, one every BENCH_SSE_INTERVAL_MS (default 1000) per stream, each
+ *   stamped with its send time (`sentAt`, epoch milliseconds with sub-millisecond precision). Each
+ *   stream starts at a random phase, so N streams spread their events evenly instead of in bursts.
+ *
+ * Prints `listening <port>` on stdout once ready (it listens on BENCH_UPSTREAM_PORT, default 0).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+const intervalMs = Number(process.env.BENCH_SSE_INTERVAL_MS ?? 1000);
+const port = Number(process.env.BENCH_UPSTREAM_PORT ?? 0);
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on this host. */
+const wallClockMs = () => performance.timeOrigin + performance.now();
+
+type JsonRpc = { jsonrpc?: string; id?: string | number | null; method?: string; params?: { name?: string; arguments?: Record<string, unknown> } };
+
+function answer(msg: JsonRpc): object | undefined {
+  if (msg.id === undefined || msg.id === null || typeof msg.method !== 'string') return undefined;
+  if (msg.method === 'tools/call') {
+    const graph = msg.params?.arguments?.graphName;
+    const text = typeof graph === 'string' ? `graph ${graph}: 1 row` : 'ok';
+    return { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text }] } };
+  }
+  return { jsonrpc: '2.0', id: msg.id, result: {} };
+}
+
+function onPost(req: IncomingMessage, res: ServerResponse): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    let parsed: JsonRpc | JsonRpc[];
+    try {
+      parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as JsonRpc | JsonRpc[];
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end('{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}');
+      return;
+    }
+    const replies = Array.isArray(parsed) ? parsed.map(answer).filter((r) => r !== undefined) : [answer(parsed)].filter((r) => r !== undefined);
+    if (replies.length === 0) {
+      res.writeHead(202).end();
+      return;
+    }
+    const body = JSON.stringify(Array.isArray(parsed) ? replies : replies[0]);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+}
+
+function onStream(req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache, no-transform',
+    'x-accel-buffering': 'no',
+  });
+  res.flushHeaders();
+  let seq = 0;
+  let interval: NodeJS.Timeout | undefined;
+  const send = () => {
+    const event = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: { seq: seq++, sentAt: wallClockMs() } } };
+    res.write(`data: ${JSON.stringify(event)}\n\n`);
+  };
+  const phase = setTimeout(() => {
+    send();
+    interval = setInterval(send, intervalMs);
+  }, Math.random() * intervalMs);
+  const stop = () => { clearTimeout(phase); clearInterval(interval); };
+  req.on('close', stop);
+  res.on('close', stop);
+}
+
+const server = createServer((req, res) => {
+  if (req.method === 'POST') return onPost(req, res);
+  if (req.method === 'GET' && (req.headers.accept ?? '').includes('text/event-stream')) return onStream(req, res);
+  res.writeHead(405, { allow: 'GET, POST' }).end();
+});
+// Proxies keep pooled connections to us between rows; a short idle timeout would make them race a
+// close against a reuse and count spurious errors.
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 121_000;
+server.maxConnections = Infinity;
+
+server.listen(port, '127.0.0.1', () => {
+  const { port: actual } = server.address() as { port: number };
+  process.stdout.write(`listening ${actual}\n`);
+});
+
+process.on('SIGTERM', () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+});

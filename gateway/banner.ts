@@ -1,0 +1,120 @@
+/**
+ * The start-up banner: what this gateway serves, in the order requests meet it, so an operator reading
+ * the first lines of the log knows which plugins guard which route and where the metrics are.
+ *
+ * Pure: plain data in, lines out (the caller logs them). It never prints a secret: URLs lose their
+ * userinfo and query, upstream headers show their names only, stdio arguments are not shown.
+ */
+import type { GatewayConfig } from '../config/schema.ts';
+
+export interface BannerInfo {
+  version?: string;
+  configPath: string;
+  listeners: ReadonlyArray<{ name: string; url: string }>;
+  routes: ReadonlyArray<{ name: string; listener: string; path: string; upstream: string; plugins: readonly string[] }>;
+  upstreams: ReadonlyArray<
+    | { name: string; kind: 'http'; url: string; headerNames: readonly string[]; signsIdentity: boolean }
+    | { name: string; kind: 'stdio'; command: string; mode: 'shared' | 'per-session'; poolKey: string }
+  >;
+  /** Absent when the admin listener is disabled. */
+  admin?: { url: string; apiEnabled: boolean };
+}
+
+export function formatBanner(info: BannerInfo): string[] {
+  const lines: string[] = [];
+  lines.push(`mcp-gateway${info.version ? ` ${info.version}` : ''} started with ${info.configPath}`);
+
+  lines.push('listeners:');
+  lines.push(...table(info.listeners.map((l) => [l.name, safeUrl(l.url)])));
+
+  lines.push('routes (request hooks run left to right, response hooks right to left):');
+  lines.push(
+    ...table(
+      info.routes.map((r) => [
+        r.name,
+        `${r.listener}${r.path}`,
+        `-> ${r.upstream}`,
+        r.plugins.length ? `[${r.plugins.join(' > ')}]` : '[no plugins: open route]',
+      ]),
+    ),
+  );
+
+  lines.push('upstreams:');
+  lines.push(
+    ...table(
+      info.upstreams.map((u) =>
+        u.kind === 'http'
+          ? [
+              u.name,
+              'http',
+              safeUrl(u.url),
+              [
+                u.headerNames.length ? `adds headers: ${[...u.headerNames].map((h) => h.toLowerCase()).sort().join(', ')}` : '',
+                u.signsIdentity ? 'signs identity headers' : '',
+              ].filter(Boolean).join('; '),
+            ]
+          : [u.name, 'stdio', u.command, u.mode === 'per-session' ? 'one process per session' : `one process per ${u.poolKey}`],
+      ),
+    ),
+  );
+
+  if (info.admin) {
+    const admin = safeUrl(info.admin.url);
+    lines.push(`metrics: ${admin}/metrics   health: ${admin}/healthz ${admin}/readyz`);
+    lines.push(info.admin.apiEnabled ? `admin API: ${admin}/admin/ (bearer admin token)` : 'admin API: off (set admin.token to enable it)');
+  } else {
+    lines.push('admin listener: disabled (no /metrics, /healthz, /readyz)');
+  }
+  return lines;
+}
+
+/**
+ * Builds the banner data from a loaded config and the addresses the listeners actually bound (ports
+ * may be 0 in the config).
+ */
+export function bannerInfoFromConfig(
+  config: GatewayConfig,
+  runtime: { configPath: string; version?: string; listenerUrls: Readonly<Record<string, string>>; adminUrl?: string },
+): BannerInfo {
+  return {
+    version: runtime.version,
+    configPath: runtime.configPath,
+    listeners: config.listeners.map((l) => ({
+      name: l.name,
+      url: runtime.listenerUrls[l.name] ?? l.publicUrl ?? `http://${l.host}:${l.port}`,
+    })),
+    routes: config.routes.map((r) => ({
+      name: r.name ?? `${r.listener}${r.path}`,
+      listener: r.listener,
+      path: r.path,
+      upstream: r.upstream,
+      plugins: r.plugins.map((p) => p.type),
+    })),
+    upstreams: Object.entries(config.upstreams).map(([name, u]) =>
+      'url' in u
+        ? { name, kind: 'http' as const, url: u.url, headerNames: Object.keys(u.headers), signsIdentity: u.identity !== undefined }
+        : { name, kind: 'stdio' as const, command: u.stdio.command, mode: u.stdio.mode, poolKey: u.stdio.poolKey },
+    ),
+    admin:
+      config.admin.enabled && runtime.adminUrl !== undefined
+        ? { url: runtime.adminUrl, apiEnabled: config.admin.token !== '' }
+        : undefined,
+  };
+}
+
+/** Origin and path only: userinfo and query may hold credentials. */
+function safeUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+  } catch {
+    return '(invalid url)';
+  }
+}
+
+/** Left-aligned columns, two spaces apart, indented by two; trailing empty cells trimmed. */
+function table(rows: string[][]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => `  ${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')}`.trimEnd());
+}

@@ -1,0 +1,369 @@
+/**
+ * The running gateway: listeners, the current runtime (config generation), hot reload and drain.
+ *
+ * Per request, before any route or plugin: framing hygiene, DNS-rebinding checks, CORS preflight and
+ * the paths plugins serve (OAuth metadata); then the route's exchange (proxy.ts).
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Writable } from 'node:stream';
+import { createProxyServer } from 'http-proxy-3';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { resolvePlugins } from '../config/compile.ts';
+import { loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
+import type { ListenerConfig } from '../config/schema.ts';
+import type { ListenerInfo, SharedServices } from './contract.ts';
+import { coreRefusal, sendRefusal } from './errors.ts';
+import { ListenerPolicy } from './listener-policy.ts';
+import { createLogger } from './logger.ts';
+import { attachProxyEvents, handleExchange, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
+import { buildRuntime, type BridgeCache, type Runtime } from './runtime.ts';
+import { SessionSealer } from './session-seal.ts';
+import { SessionRegistry } from './sessions.ts';
+import { GatewayMetrics } from './metrics.ts';
+import { startAdminServer } from './admin.ts';
+import { commandProbe, httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
+import { bannerInfoFromConfig, formatBanner } from './banner.ts';
+
+export interface StartOptions {
+  configPath: string;
+  /** Variables for `${ENV}` interpolation. Default process.env. */
+  env?: Env;
+  /** Where logs go; default stdout. */
+  logDestination?: Writable;
+  overrides?: { adminPort?: number };
+  /** SIGHUP reloads, SIGTERM/SIGINT drain and exit. Default true. */
+  installSignalHandlers?: boolean;
+  /** Reload when the config file changes. Default true. */
+  watchConfig?: boolean;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  error?: string;
+}
+
+export interface RunningGateway {
+  listenerUrl(name?: string): string;
+  adminUrl(): string;
+  reload(): Promise<ReloadResult>;
+  close(): Promise<void>;
+  readonly log: Logger;
+  readonly sessions: SessionRegistry;
+  runtime(): Runtime;
+}
+
+interface LiveListener {
+  config: ListenerConfig;
+  server: http.Server;
+  info: ListenerInfo;
+  policy: ListenerPolicy;
+}
+
+export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
+  const env = opts.env ?? process.env;
+  let loaded = await loadConfigFile(opts.configPath, env);
+  let resolved = await resolvePlugins(loaded);
+  const log = createLogger({ level: loaded.config.log.level, pretty: loaded.config.log.pretty, destination: opts.logDestination });
+
+  const shared: SharedServices = { redisKeyPrefix: loaded.config.redis?.keyPrefix ?? 'mcpgw:' };
+  if (loaded.config.redis?.url) {
+    shared.redis = new Redis(loaded.config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+    shared.redis.on('error', (err) => log.warn({ err: { message: err.message } }, 'redis error'));
+  }
+
+  let sealer = SessionSealer.fromConfig(loaded.config.sessions.key, loaded.config.sessions.previousKeys);
+  if (!sealer) {
+    sealer = SessionSealer.random();
+    log.warn('sessions.key is not set: session ids are sealed with a random key made at start; they do not survive a restart and replicas cannot share them');
+  }
+
+  const metrics = new GatewayMetrics();
+  const observer: ExchangeObserver = metrics;
+  const sessions = new SessionRegistry();
+  const proxy = createProxyServer({});
+  attachProxyEvents(proxy);
+  const proxyEnv: ProxyEnv = { proxy, sealer, sessions, observer, log };
+  const bridges: BridgeCache = new Map();
+  const listeners = new Map<string, LiveListener>();
+  let draining = false;
+  let runtime: Runtime;
+
+  const onRequest = (name: string) => (req: IncomingMessage, res: ServerResponse) => {
+    const live = listeners.get(name);
+    if (!live) return sendRefusal(res, coreRefusal('GW_ERR_NO_ROUTE', 'this listener is being removed'), null);
+    if (draining) {
+      res.setHeader('connection', 'close');
+      return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'), null, { 'retry-after': '1' });
+    }
+    void entry(live, runtime, req, res, proxyEnv, log);
+  };
+
+  async function openListener(cfg: ListenerConfig): Promise<LiveListener> {
+    const server = http.createServer({
+      // A slow tool call or a long SSE stream must never be cut by Node's defaults.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: 65_000,
+    }, onRequest(cfg.name));
+    server.timeout = 0;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(cfg.port, cfg.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('clientError', (err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+      void err;
+    });
+    const port = (server.address() as AddressInfo).port;
+    const policy = new ListenerPolicy(cfg, port);
+    return { config: cfg, server, policy, info: { name: cfg.name, host: cfg.host, port, publicUrl: policy.publicUrl } };
+  }
+
+  async function syncListeners(next: LoadedConfig): Promise<void> {
+    const wanted = new Map(next.config.listeners.map((l) => [l.name, l]));
+    for (const [name, live] of listeners) {
+      const cfg = wanted.get(name);
+      const same = cfg && JSON.stringify(cfg) === JSON.stringify(live.config);
+      if (!same) {
+        listeners.delete(name);
+        closeServer(live.server);
+        if (cfg) log.info({ listener: name }, 'listener changed: reopening it with the new settings');
+        else log.info({ listener: name }, 'listener removed');
+      }
+    }
+    for (const [name, cfg] of wanted) {
+      if (!listeners.has(name)) listeners.set(name, await openListener(cfg));
+    }
+  }
+
+  const build = (next: LoadedConfig, nextResolved: typeof resolved) =>
+    buildRuntime(next, nextResolved, {
+      listeners: new Map([...listeners].map(([n, l]) => [n, l.info])),
+      policies: new Map([...listeners].map(([n, l]) => [n, l.policy])),
+      log,
+      shared,
+      bridges,
+    });
+
+  await syncListeners(applyOverrides(loaded, opts));
+  try {
+    runtime = await build(loaded, resolved);
+  } catch (err) {
+    for (const l of listeners.values()) closeServer(l.server);
+    throw err;
+  }
+
+  const readiness = (): ReadinessCheck[] => {
+    const checks: ReadinessCheck[] = [];
+    for (const u of runtime.upstreams.values()) {
+      if (u.kind === 'http') checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000) });
+    }
+    for (const [name, cfg] of Object.entries(runtime.loaded.config.upstreams)) {
+      if ('stdio' in cfg) checks.push({ name: `upstream:${name}`, check: commandProbe(cfg.stdio.command, [runtime.loaded.dir]) });
+    }
+    if (shared.redis) checks.push({ name: 'redis', check: redisProbe(shared.redis) });
+    return checks;
+  };
+
+  const adminCfg = loaded.config.admin;
+  const admin = adminCfg.enabled
+    ? await startAdminServer({
+        host: adminCfg.host,
+        port: opts.overrides?.adminPort ?? adminCfg.port,
+        token: adminCfg.token,
+        metrics,
+        log: log.child({ component: 'admin' }),
+        sources: {
+          sessions: () => sessions.list(),
+          endSession: (id) => sessions.end(id),
+          processes: () => [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []),
+          readiness,
+          configLoaded: () => true,
+        },
+      })
+    : undefined;
+
+  log.info(formatBanner(bannerInfoFromConfig(loaded.config, {
+    configPath: loaded.source,
+    listenerUrls: Object.fromEntries([...listeners].map(([n, l]) => [n, l.info.publicUrl])),
+    adminUrl: admin?.url,
+  })).join('\n'));
+
+  let reloading: Promise<ReloadResult> | undefined;
+  async function reload(): Promise<ReloadResult> {
+    if (reloading) return reloading;
+    reloading = (async () => {
+      try {
+        // Validate and build everything before touching what serves traffic.
+        const next = await loadConfigFile(opts.configPath, env);
+        const nextResolved = await resolvePlugins(next);
+        await syncListeners(applyOverrides(next, opts));
+        const nextRuntime = await build(next, nextResolved);
+        const previous = runtime;
+        runtime = nextRuntime;
+        loaded = next;
+        resolved = nextResolved;
+        metrics.reload('success');
+        log.info({ config: next.source }, 'configuration reloaded');
+        // Exchanges already running finish on the pipeline they started on.
+        void previous.retire(24 * 3600_000).then(() => previous.close(log));
+        await closeUnusedBridges(bridges, nextRuntime);
+        return { ok: true };
+      } catch (err) {
+        metrics.reload('failure');
+        const message = (err as Error).message;
+        log.error({ error: message }, 'configuration reload failed; the previous configuration keeps serving');
+        return { ok: false, error: message };
+      } finally {
+        reloading = undefined;
+      }
+    })();
+    return reloading;
+  }
+
+  let watcher: FSWatcher | undefined;
+  if (opts.watchConfig ?? true) {
+    let debounce: NodeJS.Timeout | undefined;
+    try {
+      watcher = watch(loaded.source, () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => void reload(), 300);
+      });
+      watcher.unref();
+    } catch (err) {
+      log.warn({ error: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
+    }
+  }
+
+  let closing: Promise<void> | undefined;
+  async function close(): Promise<void> {
+    if (closing) return closing;
+    closing = (async () => {
+      draining = true;
+      watcher?.close();
+      const grace = loaded.config.shutdownGrace;
+      log.info({ graceMs: grace, inFlight: runtime.active }, 'draining: no new connections; waiting for in-flight exchanges');
+      for (const l of listeners.values()) l.server.close();
+      // Open streams never end by themselves: end them cleanly now so clients reconnect elsewhere.
+      sessions.closeStreams();
+      await runtime.retire(grace);
+      for (const l of listeners.values()) l.server.closeAllConnections();
+      await runtime.close(log);
+      await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
+      await admin?.close();
+      proxy.close();
+      shared.redis?.disconnect();
+      log.info('gateway stopped');
+      log.flush?.();
+    })();
+    return closing;
+  }
+
+  if (opts.installSignalHandlers ?? true) {
+    process.on('SIGHUP', () => void reload());
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      void close().then(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  }
+
+  return {
+    listenerUrl(name) {
+      const live = name ? listeners.get(name) : listeners.values().next().value;
+      if (!live) throw new Error(`no listener named ${name}`);
+      return `http://127.0.0.1:${live.info.port}`;
+    },
+    adminUrl() {
+      if (!admin) throw new Error('the admin listener is disabled');
+      return admin.url;
+    },
+    reload,
+    close,
+    log,
+    sessions,
+    runtime: () => runtime,
+  };
+}
+
+/** Test and CLI overrides applied to a loaded config (the admin port). */
+function applyOverrides(loaded: LoadedConfig, opts: StartOptions): LoadedConfig {
+  if (opts.overrides?.adminPort === undefined) return loaded;
+  return { ...loaded, config: { ...loaded.config, admin: { ...loaded.config.admin, port: opts.overrides.adminPort } } };
+}
+
+function closeServer(server: http.Server): void {
+  server.close();
+  setTimeout(() => server.closeAllConnections(), 10_000).unref();
+}
+
+async function closeUnusedBridges(bridges: BridgeCache, runtime: Runtime): Promise<void> {
+  for (const [name, entry] of bridges) {
+    const inUse = [...runtime.upstreams.values()].some((u) => u.bridge === entry.bridge);
+    if (!inUse) {
+      bridges.delete(name);
+      await entry.bridge.close();
+    }
+  }
+}
+
+/** Listener-level checks, plugin-served paths, then the route's exchange. */
+async function entry(live: LiveListener, runtime: Runtime, req: IncomingMessage, res: ServerResponse, env: ProxyEnv, log: Logger): Promise<void> {
+  const method = req.method ?? 'GET';
+  // http-proxy-3 turns a chunked DELETE/OPTIONS into `content-length: 0` and forwards the body as a
+  // second request on the upstream connection: refuse the framing outright.
+  if ((method === 'DELETE' || method === 'OPTIONS') && req.headers['transfer-encoding'] !== undefined) {
+    res.setHeader('connection', 'close');
+    return sendRefusal(res, coreRefusal('GW_ERR_BAD_FRAMING', `${method} with Transfer-Encoding is not accepted; send Content-Length instead`), null);
+  }
+  const hostProblem = live.policy.checkHost(req);
+  if (hostProblem) return sendRefusal(res, coreRefusal('GW_ERR_HOST_NOT_ALLOWED', hostProblem), null);
+  const origin = req.headers.origin;
+  if (origin !== undefined && !live.policy.originAllowed(origin)) {
+    return sendRefusal(res, coreRefusal('GW_ERR_ORIGIN_NOT_ALLOWED', `Origin "${origin}" is not allowed on this listener (listeners[].allowedOrigins)`), null);
+  }
+  if (method === 'OPTIONS') {
+    // CORS preflight: answered here, before authentication, because browsers send no credentials.
+    res.writeHead(204, origin ? live.policy.preflightHeaders(req) : { allow: 'GET, POST, DELETE, OPTIONS' });
+    return void res.end();
+  }
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://gateway.invalid');
+  } catch {
+    return sendRefusal(res, coreRefusal('GW_ERR_INVALID_REQUEST', 'the request target is not a valid URL'), null);
+  }
+  const served = runtime.served.get(live.info.name)?.get(url.pathname);
+  if (served && (method === 'GET' || method === 'HEAD')) {
+    try {
+      const answer = await served(req);
+      const body = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+      res.writeHead(answer.status, {
+        'content-type': typeof answer.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+        'content-length': Buffer.byteLength(body),
+        ...live.policy.corsHeaders(origin),
+        ...answer.headers,
+      });
+      return void res.end(method === 'HEAD' ? undefined : body);
+    } catch (err) {
+      log.error({ err, path: url.pathname }, 'a plugin-served path failed');
+      return sendRefusal(res, coreRefusal('GW_ERR_PLUGIN_FAILED', 'this document could not be produced; see the gateway log'), null);
+    }
+  }
+  const route = runtime.match(live.info.name, url.pathname);
+  if (!route) {
+    return sendRefusal(res, coreRefusal('GW_ERR_NO_ROUTE', `no route for ${url.pathname} on this listener`), null, live.policy.corsHeaders(origin));
+  }
+  const leave = runtime.enter();
+  res.once('close', leave);
+  await handleExchange(route, req, res, url, env);
+}

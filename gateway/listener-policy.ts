@@ -1,0 +1,70 @@
+/**
+ * Per-listener checks that run before routing and before any plugin: DNS-rebinding protection
+ * (`Host`, `Origin`) and CORS. The gateway rewrites `Host` for the upstream, which disables the
+ * upstream's own check, so the gateway must do it here.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { ListenerConfig } from '../config/schema.ts';
+
+const EXPOSED = 'mcp-session-id, mcp-protocol-version, www-authenticate, retry-after, ratelimit, ratelimit-policy, x-request-id';
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/** `*.example.com`, `http://localhost:*` → RegExp. Only `*` is special. */
+function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`, 'i');
+}
+
+export class ListenerPolicy {
+  readonly publicUrl: string;
+  readonly #hostsAny: boolean;
+  readonly #hosts: RegExp[];
+  readonly #origins: RegExp[];
+
+  constructor(cfg: ListenerConfig, boundPort: number) {
+    const shownHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? 'localhost' : cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+    this.publicUrl = (cfg.publicUrl ?? `http://${shownHost}:${boundPort}`).replace(/\/+$/, '');
+    const publicHost = new URL(this.publicUrl).hostname;
+    const hosts = cfg.allowedHosts ?? [publicHost, ...LOOPBACK_NAMES];
+    this.#hostsAny = hosts.includes('*');
+    this.#hosts = hosts.map(globToRegExp);
+    const origins = cfg.allowedOrigins ?? [new URL(this.publicUrl).origin, 'http://localhost:*', 'http://127.0.0.1:*'];
+    this.#origins = origins.map(globToRegExp);
+  }
+
+  /** Undefined when the Host header is acceptable, else a reason. */
+  checkHost(req: IncomingMessage): string | undefined {
+    if (this.#hostsAny) return undefined;
+    const host = req.headers.host;
+    if (!host) return 'the request has no Host header';
+    const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+    if (this.#hosts.some((r) => r.test(name))) return undefined;
+    return `Host "${name}" is not allowed on this listener (listeners[].allowedHosts)`;
+  }
+
+  originAllowed(origin: string): boolean {
+    return this.#origins.some((r) => r.test(origin));
+  }
+
+  /** CORS headers for an actual (non-preflight) response; empty when there is no allowed Origin. */
+  corsHeaders(origin: string | undefined): Record<string, string> {
+    if (!origin || !this.originAllowed(origin)) return {};
+    return { 'access-control-allow-origin': origin, 'access-control-expose-headers': EXPOSED, vary: 'Origin' };
+  }
+
+  /** Headers answering a preflight from an allowed origin (no authentication: browsers send none). */
+  preflightHeaders(req: IncomingMessage): Record<string, string> {
+    const origin = req.headers.origin ?? '';
+    const requested = req.headers['access-control-request-headers'];
+    const allowHeaders = typeof requested === 'string' && /^[A-Za-z0-9\-_, ]*$/.test(requested)
+      ? requested
+      : 'authorization, content-type, mcp-session-id, mcp-protocol-version, last-event-id';
+    return {
+      'access-control-allow-origin': origin,
+      'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+      'access-control-allow-headers': allowHeaders,
+      'access-control-expose-headers': EXPOSED,
+      'access-control-max-age': '600',
+      vary: 'Origin',
+    };
+  }
+}

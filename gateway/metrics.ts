@@ -1,0 +1,383 @@
+/**
+ * Prometheus metrics of the gateway (prom-client), served by the admin listener at `/metrics`.
+ *
+ * Every label set is bounded, because one unbounded label (a session id, a raw path, a tool name a
+ * client made up) turns a metrics endpoint into a memory leak in the gateway and in Prometheus:
+ * - routes, listeners, upstreams and plugins come from config, but are still capped (a reload loop
+ *   could add names forever);
+ * - HTTP methods, statuses, JSON-RPC methods and error codes are mapped onto fixed alphabets;
+ * - tool names are chosen by clients (`tools/call` names anything), so they are checked against a
+ *   pattern and capped per route; the overflow shows as `other`;
+ * - tenants appear as a label only when `tenantLabels` is on, and are capped too.
+ *
+ * The class owns its own Registry (never prom-client's global one), so several gateways in one process
+ * (tests, reloads) never share or double-register metrics.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Label value used when a value is outside its alphabet or past its cap. */
+export const OTHER = 'other';
+
+/** What the process pools report about each running child, read at scrape time. */
+export interface ProcessSnapshot {
+  upstream: string;
+  /** Pool key (e.g. the tenant). Never used as a label unless tenant labels are on; see below. */
+  pool: string;
+  sessions: number;
+  rssBytes?: number;
+}
+
+export interface GatewayMetricsOptions {
+  /**
+   * Put tenant ids in labels (`mcpgw_rate_limited_total{tenant}`). Default false: a gateway with
+   * thousands of tenants would otherwise make thousands of series per metric.
+   */
+  tenantLabels?: boolean;
+  /** Most distinct tenants kept as label values; later ones count as `other`. Default 200. */
+  maxTenants?: number;
+  /** Most distinct tool names kept per route; later ones count as `other`. Default 100. */
+  maxToolsPerRoute?: number;
+  /** Add Node's process metrics (CPU, memory, event-loop lag, GC) with the `mcpgw_` prefix. Default true. */
+  processMetrics?: boolean;
+  /** Read at every scrape: the children of every stdio pool. */
+  processes?: () => readonly ProcessSnapshot[];
+  /** Version reported by `mcpgw_build_info`. */
+  version?: string;
+}
+
+export interface ExchangeDoneEvent {
+  route: string;
+  listener: string;
+  /** The client's HTTP method. */
+  method: string;
+  /** Status sent to the client; 0 when the client left before a response head was sent. */
+  status: number;
+  /** Whole exchange as the gateway saw it, from the request's arrival to the response's end. */
+  gatewayMs: number;
+  /** From sending the request upstream to the upstream's response head; absent when it was not called. */
+  upstreamMs?: number;
+  /** The response was an SSE stream (its duration is a stream lifetime, not a latency). */
+  streamed?: boolean;
+}
+
+export interface MessageEvent {
+  route: string;
+  direction: 'request' | 'response';
+  /**
+   * JSON-RPC method. For a JSON-RPC response, the method of the request it answers when known;
+   * omit it for responses whose request the gateway did not see (they count as `response`).
+   */
+  method?: string;
+  /** `params.name` of a `tools/call`. */
+  tool?: string;
+}
+
+/** HTTP methods kept as label values; anything else (WebDAV verbs, garbage) is `other`. */
+const HTTP_METHODS = new Set(['GET', 'POST', 'DELETE', 'OPTIONS', 'HEAD', 'PUT', 'PATCH']);
+
+/** Every JSON-RPC method of MCP revisions 2024-11-05 … 2025-11-25; anything else is `other`. */
+const MCP_METHODS = new Set([
+  'initialize', 'ping',
+  'tools/list', 'tools/call',
+  'resources/list', 'resources/templates/list', 'resources/read', 'resources/subscribe', 'resources/unsubscribe',
+  'prompts/list', 'prompts/get',
+  'completion/complete', 'logging/setLevel',
+  'sampling/createMessage', 'elicitation/create', 'roots/list',
+  'tasks/get', 'tasks/list', 'tasks/result', 'tasks/cancel',
+  'notifications/initialized', 'notifications/cancelled', 'notifications/progress', 'notifications/message',
+  'notifications/resources/updated', 'notifications/resources/list_changed',
+  'notifications/tools/list_changed', 'notifications/prompts/list_changed',
+  'notifications/roots/list_changed', 'notifications/elicitation/complete', 'notifications/tasks/status',
+]);
+
+/** Names we accept as label values at all (config names and tool names are of this shape). */
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
+const ERROR_CODE = /^GW_ERR_[A-Z0-9_]{1,60}$/;
+/** Upper bounds on config-derived names (routes, listeners, upstreams, plugins). */
+const MAX_CONFIG_NAMES = 500;
+
+/**
+ * Remembers up to `max` distinct values of one label and maps everything else to `other`. Values once
+ * admitted stay admitted, so a series never flips between its name and `other`.
+ */
+export class BoundedLabel {
+  readonly #seen = new Set<string>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  value(raw: string | undefined): string {
+    if (raw === undefined || raw === '') return '';
+    if (this.#seen.has(raw)) return raw;
+    if (!SAFE_NAME.test(raw) || this.#seen.size >= this.#max) return OTHER;
+    this.#seen.add(raw);
+    return raw;
+  }
+  get size(): number {
+    return this.#seen.size;
+  }
+}
+
+/** Latency buckets in seconds: 1 ms … 60 s, dense where proxies live (a few ms). */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** SSE streams live from seconds to days; their lifetimes go to coarser buckets. */
+const STREAM_BUCKETS = [1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600];
+
+export class GatewayMetrics {
+  readonly registry: Registry;
+  readonly tenantLabels: boolean;
+
+  readonly #routes = new BoundedLabel(MAX_CONFIG_NAMES);
+  readonly #listeners = new BoundedLabel(MAX_CONFIG_NAMES);
+  readonly #upstreams = new BoundedLabel(MAX_CONFIG_NAMES);
+  readonly #plugins = new BoundedLabel(MAX_CONFIG_NAMES);
+  readonly #tenants: BoundedLabel;
+  readonly #toolsByRoute = new Map<string, BoundedLabel>();
+  readonly #maxToolsPerRoute: number;
+  #processes: (() => readonly ProcessSnapshot[]) | undefined;
+
+  readonly #requests: Counter<'route' | 'listener' | 'method' | 'status'>;
+  readonly #duration: Histogram<'route' | 'listener' | 'method'>;
+  readonly #streamDuration: Histogram<'route' | 'listener'>;
+  readonly #upstreamDuration: Histogram<'route'>;
+  readonly #messages: Counter<'route' | 'direction' | 'method' | 'tool'>;
+  readonly #refusals: Counter<'route' | 'plugin' | 'code'>;
+  readonly #rateLimited: Counter<string>;
+  readonly #upstreamErrors: Counter<'upstream' | 'kind'>;
+  readonly #openStreams: Gauge<'route'>;
+  readonly #reloads: Counter<'outcome'>;
+  readonly #lastReloadOk: Gauge;
+  readonly #lastReloadTime: Gauge;
+
+  constructor(opts: GatewayMetricsOptions = {}) {
+    this.registry = new Registry();
+    this.tenantLabels = opts.tenantLabels ?? false;
+    this.#tenants = new BoundedLabel(opts.maxTenants ?? 200);
+    this.#maxToolsPerRoute = opts.maxToolsPerRoute ?? 100;
+    this.#processes = opts.processes;
+    const registers = [this.registry];
+
+    this.#requests = new Counter({
+      name: 'mcpgw_http_requests_total',
+      help: 'HTTP exchanges completed, by route, listener, client method and status sent (0: client left first).',
+      labelNames: ['route', 'listener', 'method', 'status'],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'mcpgw_request_duration_seconds',
+      help: 'Whole exchange time seen by the gateway, request arrival to response end (SSE streams excluded).',
+      labelNames: ['route', 'listener', 'method'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#streamDuration = new Histogram({
+      name: 'mcpgw_sse_stream_duration_seconds',
+      help: 'Lifetime of exchanges answered with an SSE stream.',
+      labelNames: ['route', 'listener'],
+      buckets: STREAM_BUCKETS,
+      registers,
+    });
+    this.#upstreamDuration = new Histogram({
+      name: 'mcpgw_upstream_duration_seconds',
+      help: 'Time from sending a request upstream to receiving its response head.',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#messages = new Counter({
+      name: 'mcpgw_jsonrpc_messages_total',
+      help: 'JSON-RPC messages seen on routes that parse bodies, by direction, method and tool (tools/call only).',
+      labelNames: ['route', 'direction', 'method', 'tool'],
+      registers,
+    });
+    this.#refusals = new Counter({
+      name: 'mcpgw_refusals_total',
+      help: 'Exchanges or messages refused, by the plugin that refused (gateway: the core) and error code.',
+      labelNames: ['route', 'plugin', 'code'],
+      registers,
+    });
+    this.#rateLimited = new Counter({
+      name: 'mcpgw_rate_limited_total',
+      help: this.tenantLabels
+        ? 'Requests refused by a rate limit, by route and tenant.'
+        : 'Requests refused by a rate limit, by route (tenant labels are off).',
+      labelNames: this.tenantLabels ? ['route', 'tenant'] : ['route'],
+      registers,
+    });
+    this.#upstreamErrors = new Counter({
+      name: 'mcpgw_upstream_errors_total',
+      help: 'Upstream failures: unreachable, timeout, reset (connection cut mid-response), too_large.',
+      labelNames: ['upstream', 'kind'],
+      registers,
+    });
+    this.#openStreams = new Gauge({
+      name: 'mcpgw_sse_streams_open',
+      help: 'SSE streams currently open to clients.',
+      labelNames: ['route'],
+      registers,
+    });
+    this.#reloads = new Counter({
+      name: 'mcpgw_config_reloads_total',
+      help: 'Configuration reloads, by outcome (a failed reload keeps the previous config serving).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.#lastReloadOk = new Gauge({
+      name: 'mcpgw_config_last_reload_successful',
+      help: '1 when the last reload attempt succeeded (or none was tried yet), 0 when it failed.',
+      registers,
+    });
+    this.#lastReloadTime = new Gauge({
+      name: 'mcpgw_config_last_reload_success_timestamp_seconds',
+      help: 'Unix time of the last successful configuration load or reload.',
+      registers,
+    });
+    this.#lastReloadOk.set(1);
+    this.#lastReloadTime.setToCurrentTime();
+    // Both outcomes exist from the start, so `increase(...{outcome="failure"}[1h])` works before the first failure.
+    this.#reloads.inc({ outcome: 'success' }, 0);
+    this.#reloads.inc({ outcome: 'failure' }, 0);
+
+    new Gauge({
+      name: 'mcpgw_build_info',
+      help: 'Always 1; the labels say which gateway and Node version run.',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: opts.version ?? 'unknown', node: process.version }, 1);
+
+    // Pool gauges are computed at scrape time from the pools themselves, so they can never drift from
+    // the truth the way inc/dec bookkeeping can. Labelled by upstream only: pool keys may be sessions.
+    const metrics = this;
+    new Gauge({
+      name: 'mcpgw_upstream_processes',
+      help: 'Child processes running for a stdio upstream.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [upstream, agg] of metrics.#aggregateProcesses()) this.set({ upstream }, agg.processes);
+      },
+    });
+    new Gauge({
+      name: 'mcpgw_upstream_process_sessions',
+      help: 'MCP sessions served by the child processes of a stdio upstream.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [upstream, agg] of metrics.#aggregateProcesses()) this.set({ upstream }, agg.sessions);
+      },
+    });
+    new Gauge({
+      name: 'mcpgw_upstream_process_rss_bytes',
+      help: 'Resident memory of the child processes of a stdio upstream, summed.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [upstream, agg] of metrics.#aggregateProcesses()) this.set({ upstream }, agg.rssBytes);
+      },
+    });
+
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mcpgw_' });
+  }
+
+  /** Where the pool gauges read from; the core sets it once its process pools exist. */
+  setProcessSource(source: (() => readonly ProcessSnapshot[]) | undefined): void {
+    this.#processes = source;
+  }
+
+  exchangeDone(e: ExchangeDoneEvent): void {
+    const route = this.#routes.value(e.route);
+    const listener = this.#listeners.value(e.listener);
+    const method = httpMethodLabel(e.method);
+    this.#requests.inc({ route, listener, method, status: statusLabel(e.status) });
+    if (e.streamed) this.#streamDuration.observe({ route, listener }, e.gatewayMs / 1000);
+    else this.#duration.observe({ route, listener, method }, e.gatewayMs / 1000);
+    if (e.upstreamMs !== undefined) this.#upstreamDuration.observe({ route }, e.upstreamMs / 1000);
+  }
+
+  message(e: MessageEvent): void {
+    const route = this.#routes.value(e.route);
+    const method = e.method === undefined ? 'response' : MCP_METHODS.has(e.method) ? e.method : OTHER;
+    const tool = method === 'tools/call' ? this.#toolLabel(route, e.tool) : '';
+    this.#messages.inc({ route, direction: e.direction === 'response' ? 'response' : 'request', method, tool });
+  }
+
+  /** `plugin` is the refusing plugin's type, or `gateway` for the core's own refusals. */
+  refusal(e: { route: string; plugin: string; code: string }): void {
+    this.#refusals.inc({
+      route: this.#routes.value(e.route),
+      plugin: this.#plugins.value(e.plugin) || 'gateway',
+      code: ERROR_CODE.test(e.code) ? e.code : OTHER,
+    });
+  }
+
+  rateLimited(e: { route: string; tenant?: string }): void {
+    const route = this.#routes.value(e.route);
+    if (this.tenantLabels) this.#rateLimited.inc({ route, tenant: this.#tenants.value(e.tenant) });
+    else this.#rateLimited.inc({ route });
+  }
+
+  upstreamError(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' }): void {
+    const kind = ['unreachable', 'timeout', 'reset', 'too_large'].includes(e.kind) ? e.kind : OTHER;
+    this.#upstreamErrors.inc({ upstream: this.#upstreams.value(e.upstream), kind });
+  }
+
+  streamOpened(route: string): void {
+    this.#openStreams.inc({ route: this.#routes.value(route) });
+  }
+
+  streamClosed(route: string): void {
+    this.#openStreams.dec({ route: this.#routes.value(route) });
+  }
+
+  reload(outcome: 'success' | 'failure'): void {
+    this.#reloads.inc({ outcome });
+    this.#lastReloadOk.set(outcome === 'success' ? 1 : 0);
+    if (outcome === 'success') this.#lastReloadTime.setToCurrentTime();
+  }
+
+  /** The Prometheus text exposition, and its content type. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  #toolLabel(route: string, tool: string | undefined): string {
+    if (!tool) return OTHER;
+    let label = this.#toolsByRoute.get(route);
+    if (!label) {
+      label = new BoundedLabel(this.#maxToolsPerRoute);
+      this.#toolsByRoute.set(route, label);
+    }
+    return label.value(tool);
+  }
+
+  #aggregateProcesses(): Map<string, { processes: number; sessions: number; rssBytes: number }> {
+    const out = new Map<string, { processes: number; sessions: number; rssBytes: number }>();
+    let snapshot: readonly ProcessSnapshot[] = [];
+    try {
+      snapshot = this.#processes?.() ?? [];
+    } catch {
+      // A failing pool must not break the whole scrape; its gauges read empty.
+    }
+    for (const p of snapshot) {
+      const upstream = this.#upstreams.value(p.upstream);
+      const agg = out.get(upstream) ?? { processes: 0, sessions: 0, rssBytes: 0 };
+      agg.processes += 1;
+      agg.sessions += p.sessions;
+      agg.rssBytes += p.rssBytes ?? 0;
+      out.set(upstream, agg);
+    }
+    return out;
+  }
+}
+
+function httpMethodLabel(method: string): string {
+  const upper = method.toUpperCase();
+  return HTTP_METHODS.has(upper) ? upper : OTHER;
+}
+
+function statusLabel(status: number): string {
+  return Number.isInteger(status) && status >= 100 && status <= 599 ? String(status) : '0';
+}

@@ -1,0 +1,155 @@
+/**
+ * Runs a route's plugins. This file knows hook semantics (order, first refusal wins, a throw fails
+ * closed); gateway/proxy.ts decides when each stage runs.
+ *
+ * Request-side hooks run in the route's order; response-side hooks in reverse (onion), so the plugin
+ * that changed a request first is the last to see the response.
+ */
+import type {
+  Exchange, JSONRPCMessage, MessageContext, MessageVerdict, Outcome, Plugin, ResponseHead, Verdict,
+} from './contract.ts';
+import type { Refusal } from './errors.ts';
+
+export class Pipeline {
+  readonly plugins: readonly Plugin[];
+  readonly #onRequest: Plugin[];
+  readonly #onRequestMessage: Plugin[];
+  readonly #onResponse: Plugin[];
+  readonly #onResponseMessage: Plugin[];
+  readonly #onDone: Plugin[];
+
+  constructor(plugins: readonly Plugin[]) {
+    this.plugins = plugins;
+    this.#onRequest = plugins.filter((p) => p.onRequest);
+    this.#onRequestMessage = plugins.filter((p) => p.onRequestMessage);
+    this.#onResponse = plugins.filter((p) => p.onResponse).reverse();
+    this.#onResponseMessage = plugins.filter((p) => p.onResponseMessage).reverse();
+    this.#onDone = plugins.filter((p) => p.onDone).reverse();
+  }
+
+  /** Whether request bodies must be parsed into messages for this route. */
+  get inspectsRequests(): boolean {
+    return this.#onRequestMessage.length > 0;
+  }
+
+  /** Whether response bodies must be parsed into messages for this route. */
+  get inspectsResponses(): boolean {
+    return this.#onResponseMessage.length > 0;
+  }
+
+  /** Runs request hooks; the first refusal is returned. */
+  async request(x: Exchange): Promise<Refusal | undefined> {
+    for (const p of this.#onRequest) {
+      let v: Verdict | void | Promise<Verdict | void>;
+      try {
+        v = p.onRequest!(x);
+        if (v && typeof (v as Promise<unknown>).then === 'function') v = await v;
+      } catch (err) {
+        return pluginFailure(p, err, x);
+      }
+      const r = verdictToRefusal(v as Verdict | void, p);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  /** Runs response-head hooks (reverse order); the first refusal is returned. */
+  async response(head: ResponseHead, x: Exchange): Promise<Refusal | undefined> {
+    for (const p of this.#onResponse) {
+      let v: Verdict | void | Promise<Verdict | void>;
+      try {
+        v = p.onResponse!(head, x);
+        if (v && typeof (v as Promise<unknown>).then === 'function') v = await v;
+      } catch (err) {
+        return pluginFailure(p, err, x);
+      }
+      const r = verdictToRefusal(v as Verdict | void, p);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  /** Runs message hooks for one message in the given direction. */
+  message(msg: JSONRPCMessage, x: Exchange, ctx: MessageContext): Promise<MessageOutcome> | MessageOutcome {
+    const list = ctx.direction === 'request' ? this.#onRequestMessage : this.#onResponseMessage;
+    return runMessageHooks(list, msg, x, ctx);
+  }
+
+  /** Runs completion hooks; a throwing hook is logged and the others still run. */
+  done(x: Exchange, outcome: Outcome): void {
+    for (const p of this.#onDone) {
+      try {
+        p.onDone!(x, outcome);
+      } catch (err) {
+        x.log.error({ err, plugin: p.name }, 'onDone hook threw');
+      }
+    }
+  }
+}
+
+export type MessageOutcome =
+  | { kind: 'forward'; message: JSONRPCMessage }
+  | { kind: 'drop'; plugin: string }
+  | { kind: 'reject'; refusal: Refusal };
+
+async function runMessageHooks(
+  list: Plugin[], msg: JSONRPCMessage, x: Exchange, ctx: MessageContext,
+): Promise<MessageOutcome> {
+  let current = msg;
+  for (const p of list) {
+    let v: MessageVerdict | void | Promise<MessageVerdict | void>;
+    try {
+      const hook = ctx.direction === 'request' ? p.onRequestMessage! : p.onResponseMessage!;
+      v = hook.call(p, current, x, ctx);
+      if (v && typeof (v as Promise<unknown>).then === 'function') v = await v;
+    } catch (err) {
+      return { kind: 'reject', refusal: pluginFailure(p, err, x) };
+    }
+    const verdict = v as MessageVerdict | void;
+    if (!verdict || verdict.kind === 'pass') continue;
+    if (verdict.kind === 'replace') current = verdict.message;
+    else if (verdict.kind === 'drop') return { kind: 'drop', plugin: p.name };
+    else {
+      const data = verdict.data ?? {};
+      const { httpStatus, httpHeaders, ...rest } = data as { httpStatus?: unknown; httpHeaders?: unknown };
+      return {
+        kind: 'reject',
+        refusal: {
+          status: typeof httpStatus === 'number' ? httpStatus : 200,
+          headers: httpHeaders && typeof httpHeaders === 'object' ? (httpHeaders as Record<string, string>) : undefined,
+          rpcCode: verdict.rpcCode,
+          code: verdict.code,
+          message: verdict.message,
+          data: rest,
+          plugin: p.name,
+        },
+      };
+    }
+  }
+  return { kind: 'forward', message: current };
+}
+
+function verdictToRefusal(v: Verdict | void, p: Plugin): Refusal | undefined {
+  if (!v || v.kind === 'continue') return undefined;
+  return {
+    status: v.status,
+    code: v.code,
+    message: v.message,
+    headers: v.headers,
+    data: v.data,
+    rpcCode: v.status === 404 ? -32001 : -32000,
+    plugin: p.name,
+  };
+}
+
+/** A plugin that throws fails closed: the exchange is refused and the error is logged, not shown. */
+function pluginFailure(p: Plugin, err: unknown, x: Exchange): Refusal {
+  x.log.error({ err, plugin: p.name }, 'plugin hook threw; refusing the exchange (fail closed)');
+  return {
+    status: 500,
+    rpcCode: -32603,
+    code: 'GW_ERR_PLUGIN_FAILED',
+    message: `the gateway plugin "${p.name}" failed while handling this request; see the gateway log (exchange ${x.id})`,
+    plugin: p.name,
+  };
+}

@@ -1,0 +1,243 @@
+/**
+ * A runtime is one generation of the gateway's configuration, built completely before it serves:
+ * routes with their plugin pipelines, upstream targets, and the paths plugins serve. Hot reload builds
+ * a new runtime and swaps it in; exchanges keep the runtime they started on until they end.
+ */
+import http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import { closePlugins, instantiateRoutes, type ResolvedRoute } from '../config/compile.ts';
+import type { LoadedConfig } from '../config/load.ts';
+import type { HttpUpstreamConfig, StdioUpstreamConfig, Timeouts, UpstreamConfig } from '../config/schema.ts';
+import type { Awaitable, ListenerInfo, Plugin, Principal, RouteInfo, ServedResponse, SharedServices } from './contract.ts';
+import { Pipeline } from './pipeline.ts';
+import { signIdentityHeaders } from './upstream-identity.ts';
+import type { ListenerPolicy } from './listener-policy.ts';
+import { startStdioBridge, type StdioBridge } from './stdio/bridge.ts';
+
+export interface UpstreamTarget {
+  readonly name: string;
+  readonly kind: 'http' | 'stdio';
+  /** `http://host:port` */
+  readonly origin: string;
+  /** The upstream URL's path without a trailing slash (`''` for the root). */
+  readonly basePath: string;
+  readonly agent: http.Agent;
+  readonly timeouts: Timeouts;
+  /** Headers the gateway adds for this upstream: its credential, signed identity, bridge principal. */
+  requestHeaders(principal: Principal | undefined): Record<string, string>;
+  readonly bridge?: StdioBridge;
+}
+
+export interface CompiledRoute {
+  readonly info: RouteInfo;
+  readonly config: ResolvedRoute['config'];
+  readonly pipeline: Pipeline;
+  readonly upstream: UpstreamTarget;
+  /** Upstream path and query for a client URL on this route. */
+  upstreamPath(url: URL): string;
+  /** Client-facing path for an upstream path (legacy endpoint rewriting). */
+  clientPath(upstreamPathname: string): string;
+  corsHeaders(origin: string | undefined): Record<string, string>;
+}
+
+export type ServedHandler = (req: IncomingMessage) => Awaitable<ServedResponse>;
+
+/** Stdio bridges outlive a reload when their config did not change, so their sessions survive. */
+export type BridgeCache = Map<string, { key: string; bridge: StdioBridge }>;
+
+export class Runtime {
+  readonly loaded: LoadedConfig;
+  readonly routesByListener: Map<string, CompiledRoute[]>;
+  readonly served: Map<string, Map<string, ServedHandler>>;
+  readonly upstreams: Map<string, UpstreamTarget>;
+  readonly plugins: Plugin[];
+  #active = 0;
+  #retired = false;
+  #onIdle: (() => void) | undefined;
+
+  constructor(init: {
+    loaded: LoadedConfig;
+    routes: CompiledRoute[];
+    served: Map<string, Map<string, ServedHandler>>;
+    upstreams: Map<string, UpstreamTarget>;
+    plugins: Plugin[];
+  }) {
+    this.loaded = init.loaded;
+    this.served = init.served;
+    this.upstreams = init.upstreams;
+    this.plugins = init.plugins;
+    this.routesByListener = new Map();
+    for (const r of init.routes) {
+      const list = this.routesByListener.get(r.info.listener.name) ?? [];
+      list.push(r);
+      this.routesByListener.set(r.info.listener.name, list);
+    }
+    // Longest prefix first, so /mcp/admin wins over /mcp.
+    for (const list of this.routesByListener.values()) list.sort((a, b) => b.info.path.length - a.info.path.length);
+  }
+
+  match(listener: string, pathname: string): CompiledRoute | undefined {
+    for (const r of this.routesByListener.get(listener) ?? []) {
+      const p = r.info.path;
+      if (p === '/' || pathname === p || pathname.startsWith(`${p}/`)) return r;
+    }
+    return undefined;
+  }
+
+  /** Counts an exchange; the runtime is closed only when its last exchange ended after retirement. */
+  enter(): () => void {
+    this.#active++;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      if (--this.#active === 0 && this.#retired) this.#onIdle?.();
+    };
+  }
+
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Stops taking new exchanges; resolves when the in-flight ones have ended (or after `graceMs`). */
+  retire(graceMs: number): Promise<void> {
+    this.#retired = true;
+    if (this.#active === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      timer.unref();
+      this.#onIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Closes plugins and upstream agents (bridges are closed by their owner, see BridgeCache). */
+  async close(log: Logger): Promise<void> {
+    await closePlugins(this.plugins, log);
+    for (const u of this.upstreams.values()) u.agent.destroy();
+  }
+}
+
+export async function buildRuntime(
+  loaded: LoadedConfig,
+  resolved: ResolvedRoute[],
+  ctx: {
+    listeners: ReadonlyMap<string, ListenerInfo>;
+    policies: ReadonlyMap<string, ListenerPolicy>;
+    log: Logger;
+    shared: SharedServices;
+    bridges: BridgeCache;
+  },
+): Promise<Runtime> {
+  const upstreams = new Map<string, UpstreamTarget>();
+  for (const [name, cfg] of Object.entries(loaded.config.upstreams)) {
+    upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, ctx));
+  }
+  const built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared: ctx.shared, source: loaded.source });
+  const routes: CompiledRoute[] = [];
+  const served = new Map<string, Map<string, ServedHandler>>();
+  for (const { route, info, plugins } of built) {
+    const upstream = upstreams.get(route.config.upstream)!;
+    const policy = ctx.policies.get(info.listener.name)!;
+    routes.push(compileRoute(route, info, plugins, upstream, policy));
+    const paths = served.get(info.listener.name) ?? new Map<string, ServedHandler>();
+    for (const p of plugins) {
+      for (const [path, handler] of Object.entries(p.serves ?? {})) {
+        // The first route to serve a path on a listener wins (e.g. the bare RFC 9728 document).
+        if (!paths.has(path)) paths.set(path, handler);
+      }
+    }
+    served.set(info.listener.name, paths);
+  }
+  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins) });
+}
+
+function compileRoute(route: ResolvedRoute, info: RouteInfo, plugins: Plugin[], upstream: UpstreamTarget, policy: ListenerPolicy): CompiledRoute {
+  const prefix = info.path === '/' ? '' : info.path;
+  return {
+    info,
+    config: route.config,
+    pipeline: new Pipeline(plugins),
+    upstream,
+    upstreamPath(url: URL): string {
+      const rest = url.pathname.slice(prefix.length);
+      return (upstream.basePath + rest || '/') + url.search;
+    },
+    clientPath(upstreamPathname: string): string {
+      const base = upstream.basePath;
+      if (base === '') return prefix + upstreamPathname;
+      if (upstreamPathname === base || upstreamPathname.startsWith(`${base}/`)) return prefix + upstreamPathname.slice(base.length) || '/';
+      // Outside the upstream's base path: any path under the route works, because the real upstream
+      // path travels sealed in the query (see proxy.ts rewriteEndpoint).
+      return `${prefix}/message`;
+    },
+    corsHeaders: (origin) => policy.corsHeaders(origin),
+  };
+}
+
+async function buildUpstream(
+  name: string,
+  cfg: UpstreamConfig,
+  dir: string,
+  ctx: { log: Logger; bridges: BridgeCache },
+): Promise<UpstreamTarget> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' });
+  if ('stdio' in cfg) return buildStdioUpstream(name, cfg.stdio, dir, agent, ctx);
+  return buildHttpUpstream(name, cfg, agent);
+}
+
+function buildHttpUpstream(name: string, cfg: HttpUpstreamConfig, agent: http.Agent): UpstreamTarget {
+  const url = new URL(cfg.url);
+  const fixed = { ...cfg.headers };
+  const identity = cfg.identity;
+  return {
+    name,
+    kind: 'http',
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    agent,
+    timeouts: cfg.timeouts,
+    requestHeaders(principal) {
+      if (!identity || !principal) return fixed;
+      return { ...fixed, ...signIdentityHeaders(principal, identity, Date.now()) };
+    },
+  };
+}
+
+async function buildStdioUpstream(
+  name: string,
+  cfg: StdioUpstreamConfig,
+  dir: string,
+  agent: http.Agent,
+  ctx: { log: Logger; bridges: BridgeCache },
+): Promise<UpstreamTarget> {
+  const key = JSON.stringify({ cfg, dir });
+  let entry = ctx.bridges.get(name);
+  if (!entry || entry.key !== key) {
+    const bridge = await startStdioBridge(name, cfg, { log: ctx.log.child({ upstream: name }), configDir: dir });
+    entry = { key, bridge };
+    ctx.bridges.set(name, entry);
+  }
+  const bridge = entry.bridge;
+  const url = new URL(bridge.target);
+  return {
+    name,
+    kind: 'stdio',
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    agent,
+    // The child is local: a request waits as long as the tool runs (requestTimeout in the bridge).
+    timeouts: { connect: 5_000, firstByte: 0, idle: 0, total: 0 },
+    bridge,
+    requestHeaders(principal) {
+      return {
+        ...bridge.headers,
+        'x-mcp-gateway-tenant': principal?.tenant ?? '',
+        'x-mcp-gateway-sub': principal?.subject ?? '',
+      };
+    },
+  };
+}

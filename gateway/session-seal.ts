@@ -1,0 +1,89 @@
+/**
+ * Sealed session ids: the client never sees the upstream's session id. It gets an AES-256-GCM sealed
+ * token that carries the upstream value and a hash of its owner (issuer, tenant, subject), bound to
+ * the route by the additional authenticated data. Any replica holding the key can open it, so no
+ * session store is needed, and a session id presented with another principal's token fails the owner
+ * check exactly like an unknown session (404).
+ *
+ * Layout (base64url): iv(12) ‖ ciphertext ‖ tag(16); plaintext: owner(16) ‖ kind(1) ‖ payload (UTF-8).
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import type { Principal } from './contract.ts';
+
+/** What a sealed value stands for. Part of the plaintext so one kind can never be replayed as another. */
+export const SEAL_KIND = { streamableSession: 1, legacyEndpoint: 2 } as const;
+type SealKind = (typeof SEAL_KIND)[keyof typeof SEAL_KIND];
+
+const NO_OWNER = Buffer.alloc(16);
+
+/** 16 bytes identifying who owns a session; all zeros for unauthenticated routes. */
+export function ownerOf(principal: Principal | undefined): Buffer {
+  if (!principal) return NO_OWNER;
+  return createHash('sha256').update(`${principal.issuer}\0${principal.tenant}\0${principal.subject}`).digest().subarray(0, 16);
+}
+
+export interface Opened {
+  payload: string;
+  /** True when the owner in the seal is the given owner. */
+  ownerMatches: boolean;
+}
+
+export class SessionSealer {
+  readonly #keys: Buffer[];
+
+  /** @param keys the current key first, then keys that may still open older seals. Each 32 bytes. */
+  constructor(keys: Buffer[]) {
+    if (keys.length === 0) throw new Error('SessionSealer needs a key');
+    for (const k of keys) if (k.length !== 32) throw new Error('a session key must be 32 bytes (base64 of 32 random bytes)');
+    this.#keys = keys;
+  }
+
+  /** Parses `sessions.key`/`previousKeys` (base64). Returns undefined for an empty current key. */
+  static fromConfig(key: string | undefined, previous: readonly string[]): SessionSealer | undefined {
+    if (!key) return undefined;
+    return new SessionSealer([key, ...previous].map(decodeKey));
+  }
+
+  static random(): SessionSealer {
+    return new SessionSealer([randomBytes(32)]);
+  }
+
+  seal(kind: SealKind, payload: string, owner: Buffer, binding: string): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.#keys[0], iv);
+    cipher.setAAD(Buffer.from(binding));
+    const head = Buffer.allocUnsafe(17);
+    owner.copy(head, 0, 0, 16);
+    head[16] = kind;
+    const body = Buffer.concat([cipher.update(head), cipher.update(payload, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return Buffer.concat([iv, body]).toString('base64url');
+  }
+
+  /** Undefined when the value is not a seal of this kind made with one of our keys for this binding. */
+  open(kind: SealKind, sealed: string, owner: Buffer, binding: string): Opened | undefined {
+    if (sealed.length < 60 || sealed.length > 8192 || !/^[A-Za-z0-9_-]+$/.test(sealed)) return undefined;
+    const raw = Buffer.from(sealed, 'base64url');
+    const iv = raw.subarray(0, 12);
+    const tag = raw.subarray(raw.length - 16);
+    const data = raw.subarray(12, raw.length - 16);
+    for (const key of this.#keys) {
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, iv);
+        decipher.setAAD(Buffer.from(binding));
+        decipher.setAuthTag(tag);
+        const plain = Buffer.concat([decipher.update(data), decipher.final()]);
+        if (plain[16] !== kind) return undefined;
+        return { payload: plain.subarray(17).toString('utf8'), ownerMatches: plain.subarray(0, 16).equals(owner) };
+      } catch {
+        // Wrong key or tampered: try the next key.
+      }
+    }
+    return undefined;
+  }
+}
+
+function decodeKey(b64: string): Buffer {
+  const key = Buffer.from(b64, 'base64');
+  if (key.length !== 32) throw new Error('sessions.key must be base64 of exactly 32 bytes (openssl rand -base64 32)');
+  return key;
+}

@@ -1,0 +1,122 @@
+/**
+ * One MCP session of the bridge: the SDK's Streamable HTTP server transport for the client side, bound
+ * to the principal that opened it and to the process that serves it.
+ *
+ * A session ends on DELETE, when the bridge closes, or after `idleTimeout` with no HTTP request in
+ * progress (no open GET stream, no pending POST): a client that vanished without DELETE must not keep
+ * its process alive forever.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { isRequest } from '../jsonrpc.ts';
+import { STDIO_ERRORS, StdioUpstreamError } from './errors.ts';
+import type { MultiplexedProcess, SessionPort } from './multiplexed-process.ts';
+import { rpcError } from '../errors.ts';
+
+export interface BridgeSessionOptions {
+  id: string;
+  tenant: string;
+  sub: string;
+  process: MultiplexedProcess;
+  log: Logger;
+  /** Close the session after this long without HTTP activity; 0 = never. */
+  idleTimeoutMs: number;
+  /** Called once when the session has ended, whatever the reason. */
+  onClosed(session: BridgeSession): void;
+}
+
+export class BridgeSession implements SessionPort {
+  readonly id: string;
+  readonly tenant: string;
+  readonly sub: string;
+  readonly process: MultiplexedProcess;
+  readonly openedAt = Date.now();
+  lastActivity = Date.now();
+  readonly transport: StreamableHTTPServerTransport;
+  #log: Logger;
+  #activeHttp = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #idleTimeoutMs: number;
+  #closed = false;
+  #onClosed: (session: BridgeSession) => void;
+
+  constructor(opts: BridgeSessionOptions) {
+    this.id = opts.id;
+    this.tenant = opts.tenant;
+    this.sub = opts.sub;
+    this.process = opts.process;
+    this.#log = opts.log;
+    this.#idleTimeoutMs = opts.idleTimeoutMs;
+    this.#onClosed = opts.onClosed;
+    this.transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => opts.id });
+    this.transport.onmessage = (msg) => this.#onClientMessage(msg);
+    this.transport.onerror = (err) => this.#log.debug({ err }, 'session transport error');
+    this.transport.onclose = () => this.#release();
+    this.process.attach(this);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Serves one HTTP request of this session; `parsedBody` when the bridge already read the body. */
+  async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    this.#activeHttp++;
+    this.lastActivity = Date.now();
+    clearTimeout(this.#idleTimer);
+    res.once('close', () => {
+      this.#activeHttp--;
+      this.lastActivity = Date.now();
+      this.#armIdleTimer();
+    });
+    await this.transport.handleRequest(req, res, parsedBody);
+  }
+
+  deliver(message: JSONRPCMessage, relatedRequestId?: RequestId): void {
+    if (this.#closed) return;
+    // The client's stream may be gone (it disconnected mid-request): the SDK then throws; the message
+    // has nowhere to go, which is what disconnecting means.
+    this.transport.send(message, relatedRequestId === undefined ? undefined : { relatedRequestId }).catch((err: unknown) => {
+      this.#log.debug({ err, session: this.id }, 'message for a closed client stream dropped');
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  #onClientMessage(msg: JSONRPCMessage): void {
+    if (isRequest(msg) && msg.method === 'initialize') {
+      this.process.initialize(msg.params).then(
+        (result) => this.deliver({ jsonrpc: '2.0', id: msg.id, result } as JSONRPCMessage, msg.id),
+        (err: unknown) => {
+          const e = err instanceof StdioUpstreamError ? err : new StdioUpstreamError('GW_ERR_UPSTREAM_SPAWN_FAILED', String(err));
+          this.deliver(rpcError(msg.id, STDIO_ERRORS[e.code].rpc, e.message, { code: e.code }), msg.id);
+          // A session whose initialize failed is of no use; the client must start over.
+          setImmediate(() => void this.close());
+        },
+      );
+      return;
+    }
+    this.process.handleClientMessage(this, msg);
+  }
+
+  #armIdleTimer(): void {
+    if (this.#closed || this.#activeHttp > 0 || this.#idleTimeoutMs <= 0) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#log.debug({ session: this.id }, 'session idle; closing');
+      void this.close();
+    }, this.#idleTimeoutMs);
+  }
+
+  #release(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    this.process.detach(this);
+    this.#onClosed(this);
+  }
+}

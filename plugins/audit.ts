@@ -1,0 +1,93 @@
+/**
+ * audit: one structured line per HTTP exchange and, optionally, one per JSON-RPC message, written by
+ * pino asynchronously (the proxied exchange never waits for the disk).
+ *
+ * Put it FIRST in a route: request hooks run in route order, so an audit placed first sees every
+ * message, including those a later plugin refuses; the refusal itself is in the exchange line.
+ * Secrets never reach the file: the token plugin removes URL tokens before anything sees the URL, the
+ * exchange line carries the path without its query, and the logger redacts credential fields.
+ */
+import path from 'node:path';
+import pino, { type Logger } from 'pino';
+import { z } from 'zod';
+import { definePlugin, PRINCIPAL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
+import { REDACTED_PATHS } from '../gateway/logger.ts';
+import { idOf, toolNameOf } from '../gateway/jsonrpc.ts';
+
+const AuditConfig = z.strictObject({
+  /**
+   * Where lines go: `stdout`, `stderr`, `log` (the gateway's own log stream), or a file path (relative to
+   * the config file's folder; folders are created). Default `stdout`.
+   */
+  destination: z.string().min(1).default('stdout'),
+  /** Also write a line per JSON-RPC message (this makes the route parse bodies). Default true. */
+  messages: z.boolean().default(true),
+});
+
+function openDestination(dest: string, configDir: string, log: Logger): { logger: Logger; close(): void } {
+  const options = { base: { audit: true }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
+  if (dest === 'log') return { logger: log.child({ audit: true }), close: () => undefined };
+  const stream = dest === 'stdout' ? pino.destination({ fd: 1, sync: false })
+    : dest === 'stderr' ? pino.destination({ fd: 2, sync: false })
+    : pino.destination({ dest: path.resolve(configDir, dest), sync: false, mkdir: true });
+  return { logger: pino(options, stream), close: () => stream.flushSync?.() };
+}
+
+function who(x: Exchange): Record<string, unknown> {
+  const p = x.get(PRINCIPAL);
+  return p ? { tenant: p.tenant, sub: p.subject, iss: p.issuer, jti: p.tokenId } : {};
+}
+
+export default definePlugin({
+  type: 'audit',
+  config: AuditConfig,
+  create(config, deps): Plugin {
+    const { logger, close } = openDestination(config.destination, deps.configDir, deps.log);
+    const messageLine = (msg: JSONRPCMessage, x: Exchange, ctx: MessageContext) => {
+      const m = msg as { method?: string; error?: { code?: number; data?: { code?: string } } };
+      logger.info({
+        kind: 'message',
+        exchange: x.id,
+        route: x.route.name,
+        direction: ctx.direction,
+        rpcMethod: m.method ?? ctx.request?.method,
+        rpcId: idOf(msg),
+        tool: toolNameOf(msg) ?? (ctx.request ? toolNameOf(ctx.request) : undefined),
+        error: m.error ? { code: m.error.code, gatewayCode: m.error.data?.code } : undefined,
+        session: x.sessionId,
+        ...who(x),
+      });
+    };
+    const plugin: Plugin = {
+      name: 'audit',
+      onDone(x, o) {
+        logger.info({
+          kind: 'exchange',
+          exchange: x.id,
+          route: x.route.name,
+          listener: x.route.listener.name,
+          method: x.method,
+          path: x.url.pathname,
+          transport: x.transport,
+          session: x.sessionId,
+          ...who(x),
+          status: o.status,
+          latencyMs: Math.round(o.durationMs * 100) / 100,
+          upstreamMs: o.upstreamMs === undefined ? undefined : Math.round(o.upstreamMs * 100) / 100,
+          bytesIn: o.bytesIn,
+          bytesOut: o.bytesOut,
+          refusal: o.refusal?.code,
+          refusedBy: o.refusal?.plugin,
+          messageRefusals: o.messageRefusals.length > 0 ? o.messageRefusals : undefined,
+          error: o.error?.message,
+        });
+      },
+      close,
+    };
+    if (config.messages) {
+      plugin.onRequestMessage = (msg, x, ctx) => void messageLine(msg, x, ctx);
+      plugin.onResponseMessage = (msg, x, ctx) => void messageLine(msg, x, ctx);
+    }
+    return plugin;
+  },
+});

@@ -1,0 +1,325 @@
+/**
+ * `jwt`: verifies the token found by `token` (a signed JWT, with jose) and sets PRINCIPAL for the plugins
+ * after it (tenant isolation, rate limits, audit), plus STREAM_DEADLINE so an SSE stream ends when its
+ * token expires.
+ *
+ * Per request, a token seen before costs one SHA-256, one LRU lookup and one revocation Set lookup; only
+ * a new token costs a signature check. Every refusal carries a stable GW_ERR_* code and a
+ * `WWW-Authenticate: Bearer` challenge pointing at this route's RFC 9728 metadata, which this plugin
+ * serves (docs/identity.md).
+ */
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import path from 'node:path';
+import { z } from 'zod';
+import { bool, duration, int } from '../../config/units.ts';
+import {
+  BEARER_TOKEN, PRINCIPAL, STREAM_DEADLINE, definePlugin,
+  type Exchange, type PluginDeps, type Principal, type Verdict,
+} from '../../gateway/contract.ts';
+import { AuthError, authVerdict } from './challenge.ts';
+import { principalFrom } from './claims.ts';
+import { DEV_ALGORITHMS, DEV_DIR, devKeyFiles } from './dev-keys.ts';
+import { JWS_ALGORITHMS, loadKeySource, type KeySource } from './keys.ts';
+import { defaultResource, metadataServes } from './metadata.ts';
+import { anyRevocationList, fileRevocationList, redisRevocationList, type RevocationList } from './revocation.ts';
+import { createVerifyCache } from './verify-cache.ts';
+
+const oneOrMore = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+const KEY_SOURCES = ['jwksUrl', 'jwksFile', 'publicKeyFile', 'secret', 'dev'] as const;
+
+export const KeysSchema = z
+  .strictObject({
+    /** An identity provider's JWKS endpoint, e.g. `https://idp.example.com/.well-known/jwks.json`. */
+    jwksUrl: z.url().optional(),
+    /** A JWKS file (relative to gateway.yaml), re-read when a token names a key it lacks. */
+    jwksFile: z.string().min(1).optional(),
+    /** A PEM public key (SPKI) file: RSA (RS256…, PS256…), EC (ES256…) or Ed25519 (EdDSA). */
+    publicKeyFile: z.string().min(1).optional(),
+    /** An HMAC secret (HS*), at least 32 bytes; write it as `${JWT_SECRET}`, never literally. */
+    secret: z.string().optional(),
+    /**
+     * The gateway's development issuer: keys in `dir` (relative to gateway.yaml; default `.dev-keys`),
+     * created on first use with `alg` (`EdDSA` default, or `ES256`). Tokens: `npm run token -- create`.
+     */
+    dev: z
+      .strictObject({
+        dir: z.string().min(1).default(DEV_DIR),
+        alg: z.enum(DEV_ALGORITHMS).default('EdDSA'),
+      })
+      .optional(),
+    /** jwksUrl: shortest time between two fetches caused by an unknown `kid`. Default 30s. */
+    cooldown: duration().default(30_000),
+    /** jwksUrl: refetch the key set after this long. Default 10m. */
+    cacheMaxAge: duration().default(600_000),
+    /** jwksUrl: fetch timeout; a slow IdP is a 503 GW_ERR_AUTH_UNAVAILABLE. Default 5s. */
+    timeout: duration().default(5_000),
+  })
+  .superRefine((keys, ctx) => {
+    const set = KEY_SOURCES.filter((k) => keys[k] !== undefined);
+    if (set.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `set exactly one of ${KEY_SOURCES.join(', ')} (found ${set.length ? set.join(', ') : 'none'})` });
+    }
+  });
+
+export const JwtConfigSchema = z.strictObject({
+  keys: KeysSchema,
+  /**
+   * Required allow-list of signature algorithms, e.g. `[EdDSA]` or `[RS256]`. `none` does not exist
+   * here, and each key is only used with algorithms of its own family.
+   */
+  algorithms: z.array(z.enum(JWS_ALGORITHMS)).min(1),
+  /** Accepted `iss` value(s). Required. The development issuer is `mcp-gateway-dev`. */
+  issuer: oneOrMore,
+  /**
+   * Accepted `aud` value(s). Default: the resource (`resource` below), as the MCP authorization spec
+   * requires tokens to be bound to the server they are for.
+   */
+  audience: oneOrMore.optional(),
+  /** Allowed clock skew for `exp`, `nbf` and `iat`. Default 30s. */
+  clockTolerance: duration().default(30_000),
+  /** Refuse tokens without `exp` (they would be valid forever). Default true. */
+  requireExpiry: bool().default(true),
+  /** Claim holding the tenant id; a dotted path reads nested claims (`org.id`). Default `tenant_id`. */
+  tenantClaim: z.string().min(1).default('tenant_id'),
+  /**
+   * Anchored regular expression a tenant id must match, so it is safe in names, paths and prefixes.
+   * Default `^[a-z0-9-]{1,64}$` (no `_`, the separator tenant prefixes use).
+   */
+  tenantPattern: z
+    .string()
+    .default('^[a-z0-9-]{1,64}$')
+    .refine((p) => p.startsWith('^') && p.endsWith('$'), 'must be anchored with ^ and $')
+    .refine((p) => { try { new RegExp(p); return true; } catch { return false; } }, 'not a valid regular expression'),
+  /** Scopes every request on this route needs; missing ones are 403 GW_ERR_INSUFFICIENT_SCOPE. Default none. */
+  requiredScopes: z.array(z.string().min(1)).default([]),
+  /**
+   * How long an SSE stream may outlive its token's `exp` before the gateway ends it (the client then
+   * reconnects with a fresh token). Default 30s.
+   */
+  streamGrace: duration().default(30_000),
+  /** Verified-token cache. `max` entries (0 disables; default 10000), each kept at most `maxAge` (default 1h) and never past `exp`. */
+  cache: z
+    .strictObject({
+      max: int().pipe(z.number().min(0)).default(10_000),
+      maxAge: duration().default(3_600_000),
+    })
+    .default({ max: 10_000, maxAge: 3_600_000 }),
+  revocation: z
+    .strictObject({
+      /**
+       * File of revoked `jti`s, one a line (relative to gateway.yaml), watched for changes. Default:
+       * `<dev dir>/revoked.txt` with `keys.dev`, else none.
+       */
+      file: z.string().min(1).optional(),
+      /** Also use the Redis set `<redis.keyPrefix>revoked-jti` when the gateway has Redis. Default true. */
+      redis: bool().default(true),
+      /** How often the file is checked for changes (Redis: ×30, besides its instant pub/sub). Default 1s. */
+      interval: duration().default(1_000),
+    })
+    .default({ redis: true, interval: 1_000 }),
+  /** RFC 9728 `resource`. Default the route's public URL, e.g. `http://localhost:3001/mcp`. */
+  resource: z.url().optional(),
+  /** RFC 9728 `authorization_servers`: issuer URLs of the authorization servers clients should use. Default none. */
+  authorizationServers: z.array(z.url()).default([]),
+  /** RFC 9728 `scopes_supported`. Default `requiredScopes`. */
+  scopesSupported: z.array(z.string().min(1)).optional(),
+});
+
+export type JwtConfig = z.output<typeof JwtConfigSchema>;
+
+/** The outcome of verifying a token for this route, as cached. */
+interface Verified {
+  principal: Principal;
+  /** Space-separated required scopes, set when the token lacks some of them. */
+  missingScope?: string;
+  streamDeadline?: number;
+}
+
+export interface JwtVerifier {
+  /** Verifies (or finds in the cache) and checks revocation; throws AuthError. */
+  authenticate(token: string): Promise<Verified>;
+  /** The synchronous hot path: the cached verification of a token seen before (revocation checked), else undefined. */
+  fromCache(token: string): Verified | undefined;
+  readonly keys: KeySource;
+  readonly resource: string;
+  readonly audience: string[];
+  readonly issuer: string[];
+  close(): Promise<void>;
+}
+
+/** jose's errors → our stable codes. Messages are for people and never include the token. */
+export function toAuthError(err: unknown): AuthError {
+  if (err instanceof AuthError) return err;
+  if (err instanceof errors.JWTExpired) return new AuthError('GW_ERR_TOKEN_EXPIRED', 'The token has expired.');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'nbf': return new AuthError('GW_ERR_TOKEN_NOT_YET_VALID', 'The token is not valid yet (nbf).');
+      case 'iss': return new AuthError('GW_ERR_TOKEN_ISSUER', 'The token was issued by an issuer this route does not trust.');
+      case 'aud': return new AuthError('GW_ERR_TOKEN_AUDIENCE', 'The token is not meant for this resource (aud).');
+      default: return new AuthError('GW_ERR_TOKEN_INVALID', `The token's "${err.claim}" claim is ${err.reason === 'missing' ? 'missing' : 'invalid'}.`);
+    }
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
+    return new AuthError('GW_ERR_TOKEN_ALGORITHM', 'The token is signed with an algorithm this route does not accept.');
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new AuthError('GW_ERR_TOKEN_SIGNATURE', 'The token signature is invalid.');
+  if (err instanceof errors.JWKSNoMatchingKey) return new AuthError('GW_ERR_TOKEN_SIGNATURE', 'No trusted key matches the token (kid).');
+  if (err instanceof errors.JWKSTimeout) return new AuthError('GW_ERR_AUTH_UNAVAILABLE', "The identity provider's keys could not be fetched in time.");
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return new AuthError('GW_ERR_TOKEN_MALFORMED', 'The token is not a well-formed signed JWT.');
+  return new AuthError('GW_ERR_TOKEN_INVALID', 'The token could not be verified.');
+}
+
+const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
+
+/** Everything `jwt` decides, without the HTTP: used by the plugin and by `npm run token -- inspect`. */
+export async function createJwtVerifier(
+  config: JwtConfig,
+  deps: Pick<PluginDeps, 'route' | 'configDir' | 'log' | 'shared'> & { createDevKeys?: boolean },
+): Promise<JwtVerifier> {
+  const keys = await loadKeySource(config.keys, config.algorithms, {
+    configDir: deps.configDir,
+    createDevKeys: deps.createDevKeys,
+    onDevKeysCreated: (dir) => deps.log.warn(
+      { dir, privateKey: devKeyFiles(dir).privateKey },
+      `Created the development issuer's signing keys in ${dir} (private key mode 0600). ` +
+        'Mint a token with: npm run token -- create --tenant acme --sub alice',
+    ),
+  });
+  if ('reload' in keys.key && typeof keys.key.reload === 'function') {
+    // Warm the JWKS cache so the first request does not wait; an IdP down at boot is not fatal.
+    (keys.key.reload as () => Promise<void>)().catch((err: Error) => deps.log.warn({ err: err.message, keys: keys.description }, 'JWKS not reachable yet'));
+  }
+
+  const allowed = new Set(keys.algorithms);
+  const resource = config.resource ?? defaultResource(deps.route);
+  const issuer = list(config.issuer);
+  const audience = config.audience ? list(config.audience) : [resource];
+  const tenantPattern = new RegExp(config.tenantPattern);
+  const requiredScope = config.requiredScopes.join(' ');
+  const cache = createVerifyCache<Verified>(config.cache.max, config.cache.maxAge);
+
+  const revocations: RevocationList[] = [];
+  const revocationFile = config.revocation.file ?? (config.keys.dev ? path.join(config.keys.dev.dir, 'revoked.txt') : undefined);
+  if (revocationFile) {
+    revocations.push(fileRevocationList(path.resolve(deps.configDir, revocationFile), { intervalMs: config.revocation.interval, log: deps.log }));
+  }
+  if (config.revocation.redis && deps.shared.redis) {
+    revocations.push(await redisRevocationList(deps.shared.redis, deps.shared.redisKeyPrefix, { refreshMs: config.revocation.interval * 30, log: deps.log }));
+  }
+  const revocation = revocations.length ? anyRevocationList(revocations) : undefined;
+
+  async function verifySignatureAndClaims(token: string): Promise<Verified> {
+    let alg: unknown;
+    try {
+      alg = decodeProtectedHeader(token).alg;
+    } catch {
+      throw new AuthError('GW_ERR_TOKEN_MALFORMED', 'The token is not a well-formed signed JWT.');
+    }
+    if (token.split('.').length !== 3) throw new AuthError('GW_ERR_TOKEN_MALFORMED', 'Encrypted (JWE) tokens are not accepted; send a signed JWT.');
+    // Decided before any key lookup, so a forged header never causes a JWKS fetch.
+    if (typeof alg !== 'string' || !allowed.has(alg)) {
+      throw new AuthError('GW_ERR_TOKEN_ALGORITHM', alg === 'none'
+        ? 'Unsigned tokens (alg "none") are never accepted.'
+        : `The token's algorithm ${JSON.stringify(alg)} is not accepted here (allowed: ${keys.algorithms.join(', ')}).`);
+    }
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, keys.key as Parameters<typeof jwtVerify>[1], {
+        algorithms: keys.algorithms,
+        issuer,
+        audience,
+        clockTolerance: config.clockTolerance / 1000,
+        requiredClaims: config.requireExpiry ? ['exp'] : [],
+      }));
+    } catch (err) {
+      throw toAuthError(err);
+    }
+    const principal = principalFrom(payload, { tenantClaim: config.tenantClaim, tenantPattern });
+    const has = new Set(principal.scopes);
+    const missing = config.requiredScopes.some((s) => !has.has(s));
+    return {
+      principal,
+      missingScope: missing ? requiredScope : undefined,
+      streamDeadline: principal.expiresAt !== undefined ? principal.expiresAt * 1000 + config.streamGrace : undefined,
+    };
+  }
+
+  function checkRevoked(verified: Verified): Verified {
+    const jti = verified.principal.tokenId;
+    if (jti !== undefined && revocation?.has(jti)) throw new AuthError('GW_ERR_TOKEN_REVOKED', 'The token has been revoked.');
+    return verified;
+  }
+
+  return {
+    keys,
+    resource,
+    audience,
+    issuer,
+    fromCache(token) {
+      const hit = cache.get(cache.key(token));
+      return hit && checkRevoked(hit);
+    },
+    async authenticate(token) {
+      const key = cache.key(token);
+      const hit = cache.get(key);
+      if (hit) return checkRevoked(hit);
+      const verified = await verifySignatureAndClaims(token);
+      cache.set(key, verified, verified.principal.expiresAt !== undefined ? verified.principal.expiresAt * 1000 : undefined);
+      return checkRevoked(verified);
+    },
+    async close() { await revocation?.close(); },
+  };
+}
+
+export default definePlugin({
+  type: 'jwt',
+  requires: ['token'],
+  config: JwtConfigSchema,
+  async create(config, deps) {
+    const verifier = await createJwtVerifier(config, deps);
+    deps.log.info({ keys: verifier.keys.description, algorithms: verifier.keys.algorithms, issuer: verifier.issuer, audience: verifier.audience }, 'jwt verification ready');
+
+    function admit(x: Exchange, verified: Verified): Verdict | void {
+      if (verified.missingScope !== undefined) {
+        return authVerdict(x.route, 'GW_ERR_INSUFFICIENT_SCOPE', `This route needs the scope(s): ${verified.missingScope}.`, { scope: verified.missingScope });
+      }
+      x.set(PRINCIPAL, verified.principal);
+      if (verified.streamDeadline !== undefined) x.set(STREAM_DEADLINE, verified.streamDeadline);
+    }
+
+    function refuse(x: Exchange, err: unknown): Verdict {
+      const authError = toAuthError(err);
+      if (!(err instanceof AuthError) && !(err instanceof errors.JOSEError)) {
+        // Not a verdict about the token: something broke. Logged (without the token) and refused.
+        x.log.error({ err: (err as Error)?.message }, 'token verification failed unexpectedly');
+      }
+      return authVerdict(x.route, authError.code, authError.message);
+    }
+
+    return {
+      name: 'jwt',
+      serves: metadataServes(deps.route, {
+        resource: verifier.resource,
+        authorizationServers: config.authorizationServers,
+        scopesSupported: config.scopesSupported ?? config.requiredScopes,
+        devDir: verifier.keys.devDir,
+      }),
+      onRequest(x) {
+        const token = x.get(BEARER_TOKEN);
+        // `token` runs first and refuses requests without one; this is the fail-closed backstop.
+        if (token === undefined) return authVerdict(x.route, 'GW_ERR_TOKEN_MISSING', 'No token.');
+        // Synchronous when the token was verified before: no promise, no microtask on the hot path.
+        let cached: Verified | undefined;
+        try {
+          cached = verifier.fromCache(token);
+        } catch (err) {
+          return refuse(x, err);
+        }
+        if (cached) return admit(x, cached);
+        return verifier.authenticate(token).then((verified) => admit(x, verified), (err) => refuse(x, err));
+      },
+      close: () => verifier.close(),
+    };
+  },
+});

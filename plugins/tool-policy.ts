@@ -1,0 +1,150 @@
+/**
+ * `tool-policy`: which tools a caller may see and call, per tenant and per scope, with glob patterns.
+ *
+ * `tools/list` answers show only permitted tools; a `tools/call` of any other tool is refused with a
+ * JSON-RPC error (GW_ERR_TOOL_DENIED) before it reaches the upstream. The core reports the refusal to
+ * the audit plugin like any other.
+ *
+ * How a decision is made, most specific first:
+ * 1. a scope the caller holds denies the tool → denied (a restriction no grant can lift);
+ * 2. a scope the caller holds allows it → permitted (a grant, e.g. `graph:admin` may `delete_graph`);
+ * 3. otherwise the caller's tenant rule, or `default` when the tenant has none: permitted when its
+ *    `allow` matches and its `deny` does not.
+ * Callers without a principal (unauthenticated routes) get `default`.
+ */
+import { z } from 'zod';
+import {
+  PRINCIPAL, definePlugin,
+  type Exchange, type JSONRPCMessage, type MessageContext, type MessageVerdict, type Principal,
+} from '../gateway/contract.ts';
+
+/** JSON-RPC "invalid params": what MCP servers answer for an unknown tool, so a denied tool looks alike. */
+const RPC_INVALID_PARAMS = -32602;
+
+const patterns = z.array(z.string().min(1));
+
+const RuleSchema = z.strictObject({
+  /** Tool name patterns the rule permits (`*` any run of characters, `?` one). Default `["*"]`. */
+  allow: patterns.default(['*']),
+  /** Tool name patterns the rule forbids; they win over `allow`. Default `[]`. */
+  deny: patterns.default([]),
+});
+
+const ScopeRuleSchema = z.strictObject({
+  /** Tools this scope grants, even when the tenant or default rule denies them. Default `[]`. */
+  allow: patterns.default([]),
+  /** Tools this scope forbids, whatever else the caller holds. Default `[]`. */
+  deny: patterns.default([]),
+});
+
+export const ToolPolicyConfigSchema = z.strictObject({
+  /** The rule for tenants without their own. Default: every tool permitted. */
+  default: RuleSchema.default({ allow: ['*'], deny: [] }),
+  /** Rules by tenant id; a tenant's rule replaces `default` for it. Default `{}`. */
+  tenants: z.record(z.string().min(1), RuleSchema).default({}),
+  /** Rules by OAuth scope (PRINCIPAL.scopes): grants and restrictions on top. Default `{}`. */
+  scopes: z.record(z.string().min(1), ScopeRuleSchema).default({}),
+});
+
+export type ToolPolicyConfig = z.output<typeof ToolPolicyConfigSchema>;
+
+/** A compiled list of glob patterns. */
+class Globs {
+  readonly #exact = new Set<string>();
+  readonly #patterns: RegExp[] = [];
+
+  constructor(list: readonly string[]) {
+    for (const p of list) {
+      if (!/[*?]/.test(p)) this.#exact.add(p);
+      else this.#patterns.push(globToRegExp(p));
+    }
+  }
+
+  matches(name: string): boolean {
+    return this.#exact.has(name) || this.#patterns.some((re) => re.test(name));
+  }
+}
+
+/** `*` → any run of characters, `?` → one character, everything else literal; the whole name must match. */
+export function globToRegExp(glob: string): RegExp {
+  let src = '';
+  for (const ch of glob) {
+    if (ch === '*') src += '.*';
+    else if (ch === '?') src += '.';
+    else src += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${src}$`, 's');
+}
+
+interface CompiledRule {
+  allow: Globs;
+  deny: Globs;
+}
+
+export class ToolPolicy {
+  readonly #default: CompiledRule;
+  readonly #tenants = new Map<string, CompiledRule>();
+  readonly #scopes = new Map<string, CompiledRule>();
+
+  constructor(config: ToolPolicyConfig) {
+    const compile = (r: { allow: string[]; deny: string[] }): CompiledRule => ({ allow: new Globs(r.allow), deny: new Globs(r.deny) });
+    this.#default = compile(config.default);
+    for (const [tenant, rule] of Object.entries(config.tenants)) this.#tenants.set(tenant, compile(rule));
+    for (const [scope, rule] of Object.entries(config.scopes)) this.#scopes.set(scope, compile(rule));
+  }
+
+  permits(principal: Principal | undefined, tool: string): boolean {
+    let granted = false;
+    if (principal) {
+      for (const scope of principal.scopes) {
+        const rule = this.#scopes.get(scope);
+        if (!rule) continue;
+        if (rule.deny.matches(tool)) return false;
+        if (rule.allow.matches(tool)) granted = true;
+      }
+    }
+    if (granted) return true;
+    const base = (principal && this.#tenants.get(principal.tenant)) || this.#default;
+    return base.allow.matches(tool) && !base.deny.matches(tool);
+  }
+}
+
+export default definePlugin({
+  type: 'tool-policy',
+  config: ToolPolicyConfigSchema,
+  create(config: ToolPolicyConfig) {
+    const policy = new ToolPolicy(config);
+
+    return {
+      name: 'tool-policy',
+
+      onRequestMessage(msg: JSONRPCMessage, x: Exchange): MessageVerdict | void {
+        const m = msg as { method?: unknown; id?: unknown; params?: { name?: unknown } };
+        if (m.method !== 'tools/call' || m.id === undefined) return;
+        const tool = m.params?.name;
+        if (typeof tool === 'string' && policy.permits(x.get(PRINCIPAL), tool)) return;
+        return {
+          kind: 'reject',
+          rpcCode: RPC_INVALID_PARAMS,
+          code: 'GW_ERR_TOOL_DENIED',
+          message: typeof tool === 'string' ? `Tool "${tool}" is not available to this caller.` : 'tools/call needs a tool name.',
+          data: typeof tool === 'string' ? { tool } : undefined,
+        };
+      },
+
+      onResponseMessage(msg: JSONRPCMessage, x: Exchange, ctx: MessageContext): MessageVerdict | void {
+        // Without the request (the core lost track of it) the shape decides: never show an unfiltered list.
+        if (ctx.request && ctx.request.method !== 'tools/list') return;
+        const result = (msg as { result?: { tools?: unknown } }).result;
+        if (!result || !Array.isArray(result.tools)) return;
+        const principal = x.get(PRINCIPAL);
+        const tools = result.tools.filter((t) => {
+          const name = (t as { name?: unknown } | null)?.name;
+          return typeof name === 'string' && policy.permits(principal, name);
+        });
+        if (tools.length === result.tools.length) return;
+        return { kind: 'replace', message: { ...msg, result: { ...result, tools } } as JSONRPCMessage };
+      },
+    };
+  },
+});

@@ -1,0 +1,31 @@
+/**
+ * The official MCP SDK client, connected through the gateway on either transport.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+
+export interface ConnectOptions {
+  transport?: 'streamable-http' | 'sse';
+  /** Sent as `Authorization: Bearer <token>`. */
+  bearer?: string;
+  headers?: Record<string, string>;
+  name?: string;
+}
+
+export async function connectClient(url: string | URL, opts: ConnectOptions = {}): Promise<Client> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.bearer) headers.authorization = `Bearer ${opts.bearer}`;
+  const client = new Client({ name: opts.name ?? 'gateway-test', version: '1.0.0' }, { capabilities: {} });
+  const target = new URL(url);
+  const transport =
+    opts.transport === 'sse'
+      ? new SSEClientTransport(target, {
+          requestInit: { headers },
+          // The SSE GET goes through EventSource, which takes its headers from a fetch override.
+          eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }) },
+        })
+      : new StreamableHTTPClientTransport(target, { requestInit: { headers } });
+  await client.connect(transport);
+  return client;
+}

@@ -146,7 +146,8 @@ export function renderReport(input: {
 
   const direct = input.streams.find((s) => s.id === 'direct')?.result;
   out.push('SSE streams: per-event relay delay (upstream send stamp → client arrival).');
-  out.push(table(
+  if (input.streams.length === 0) out.push('  not run (BENCH_STREAMS=0 or no target answered)');
+  else out.push(table(
     ['row', 'streams', 'events', 'p50 ms', 'p99 ms', 'max ms', '+p50 vs direct', '+p99 vs direct', 'CPU µs/event', 'peak RSS'],
     input.streams.filter((s) => s.result).map((s) => {
       const r = s.result!;

@@ -38,6 +38,8 @@ interface Target {
   /** The process whose CPU and RSS are measured. */
   pid: number;
   headers: Record<string, string>;
+  /** The process's output so far, to explain a failed probe. */
+  output?: () => string;
 }
 
 /** The MCP request every row sends: a FalkorDB-style tool call, so graph-rewrite has work to do. */
@@ -177,7 +179,7 @@ async function main(): Promise<void> {
             log(`starting ${v.label}`);
             const gw = await startGatewayChild(v, path.join(work, 'gateways'), `${upstream.url}/mcp`, creds);
             children.push(gw.child);
-            add({ id: v.id, label: v.label, url: gw.url, pid: gw.child.pid, headers: v.auth ? { authorization: `Bearer ${creds.token}` } : {} });
+            add({ id: v.id, label: v.label, url: gw.url, pid: gw.child.pid, output: gw.child.output, headers: v.auth ? { authorization: `Bearer ${creds.token}` } : {} });
           } catch (err) {
             rows.push({ id: v.id, label: v.label, note: `gateway did not start: ${(err as Error).message.split('\n').slice(0, 3).join(' / ')}` });
           }
@@ -199,7 +201,8 @@ async function main(): Promise<void> {
       const problem = await probe(t);
       if (problem) {
         targets.splice(targets.indexOf(t), 1);
-        rows.find((r) => r.id === t.id)!.note = problem;
+        const lastLines = t.output?.().trim().split('\n').slice(-2).join(' / ').slice(0, 600);
+        rows.find((r) => r.id === t.id)!.note = lastLines ? `${problem}; its last output: ${lastLines}` : problem;
       }
     }
 

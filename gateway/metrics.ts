@@ -52,11 +52,17 @@ export interface ExchangeDoneEvent {
   method: string;
   /** Status sent to the client; 0 when the client left before a response head was sent. */
   status: number;
-  /** Whole exchange as the gateway saw it, from the request's arrival to the response's end. */
+  /**
+   * The gateway's own time: the whole exchange minus `upstreamMs` (plugins, body parsing, relaying).
+   * For an exchange refused before the upstream was called, the whole exchange.
+   */
   gatewayMs: number;
   /** From sending the request upstream to the upstream's response head; absent when it was not called. */
   upstreamMs?: number;
-  /** The response was an SSE stream (its duration is a stream lifetime, not a latency). */
+  /**
+   * The response was an SSE stream. Its duration is a stream lifetime (minutes to days), not a latency,
+   * so it goes to its own histogram instead of drowning the latency buckets.
+   */
   streamed?: boolean;
 }
 
@@ -89,6 +95,10 @@ const MCP_METHODS = new Set([
   'notifications/tools/list_changed', 'notifications/prompts/list_changed',
   'notifications/roots/list_changed', 'notifications/elicitation/complete', 'notifications/tasks/status',
 ]);
+
+/** Rate-limit plugin refusals that mean "over budget" (not misconfiguration or a Redis outage). */
+const RATE_LIMIT_CODES = new Set(['GW_ERR_RATE_LIMITED', 'GW_ERR_TOO_MANY_STREAMS', 'GW_ERR_TOO_MANY_INFLIGHT']);
+const RATE_LIMIT_PLUGIN = 'rate-limit';
 
 /** Names we accept as label values at all (config names and tool names are of this shape). */
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/;
@@ -142,7 +152,7 @@ export class GatewayMetrics {
   readonly #upstreamDuration: Histogram<'route'>;
   readonly #messages: Counter<'route' | 'direction' | 'method' | 'tool'>;
   readonly #refusals: Counter<'route' | 'plugin' | 'code'>;
-  readonly #rateLimited: Counter<string>;
+  readonly #rateLimited: Counter<'route' | 'code' | 'tenant'>;
   readonly #upstreamErrors: Counter<'upstream' | 'kind'>;
   readonly #openStreams: Gauge<'route'>;
   readonly #reloads: Counter<'outcome'>;
@@ -164,15 +174,15 @@ export class GatewayMetrics {
       registers,
     });
     this.#duration = new Histogram({
-      name: 'mcpgw_request_duration_seconds',
-      help: 'Whole exchange time seen by the gateway, request arrival to response end (SSE streams excluded).',
+      name: 'mcpgw_gateway_duration_seconds',
+      help: "The gateway's own time per exchange: the whole exchange minus the upstream's time to response head (SSE streams excluded).",
       labelNames: ['route', 'listener', 'method'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
     this.#streamDuration = new Histogram({
       name: 'mcpgw_sse_stream_duration_seconds',
-      help: 'Lifetime of exchanges answered with an SSE stream.',
+      help: 'Lifetime of exchanges answered with an SSE stream, upstream time included.',
       labelNames: ['route', 'listener'],
       buckets: STREAM_BUCKETS,
       registers,
@@ -199,9 +209,9 @@ export class GatewayMetrics {
     this.#rateLimited = new Counter({
       name: 'mcpgw_rate_limited_total',
       help: this.tenantLabels
-        ? 'Requests refused by a rate limit, by route and tenant.'
-        : 'Requests refused by a rate limit, by route (tenant labels are off).',
-      labelNames: this.tenantLabels ? ['route', 'tenant'] : ['route'],
+        ? 'Requests or messages refused by the rate-limit plugin for being over budget, by route, code and tenant.'
+        : 'Requests or messages refused by the rate-limit plugin for being over budget, by route and code (tenant labels are off).',
+      labelNames: this.tenantLabels ? ['route', 'code', 'tenant'] : ['route', 'code'],
       registers,
     });
     this.#upstreamErrors = new Counter({
@@ -292,7 +302,7 @@ export class GatewayMetrics {
     const listener = this.#listeners.value(e.listener);
     const method = httpMethodLabel(e.method);
     this.#requests.inc({ route, listener, method, status: statusLabel(e.status) });
-    if (e.streamed) this.#streamDuration.observe({ route, listener }, e.gatewayMs / 1000);
+    if (e.streamed) this.#streamDuration.observe({ route, listener }, (e.gatewayMs + (e.upstreamMs ?? 0)) / 1000);
     else this.#duration.observe({ route, listener, method }, e.gatewayMs / 1000);
     if (e.upstreamMs !== undefined) this.#upstreamDuration.observe({ route }, e.upstreamMs / 1000);
   }
@@ -304,19 +314,19 @@ export class GatewayMetrics {
     this.#messages.inc({ route, direction: e.direction === 'response' ? 'response' : 'request', method, tool });
   }
 
-  /** `plugin` is the refusing plugin's type, or `gateway` for the core's own refusals. */
-  refusal(e: { route: string; plugin: string; code: string }): void {
-    this.#refusals.inc({
-      route: this.#routes.value(e.route),
-      plugin: this.#plugins.value(e.plugin) || 'gateway',
-      code: ERROR_CODE.test(e.code) ? e.code : OTHER,
-    });
-  }
-
-  rateLimited(e: { route: string; tenant?: string }): void {
+  /**
+   * A refused exchange or message. `plugin` is the refusing plugin's name, or `gateway` for the core's
+   * own refusals. Over-budget refusals of the rate-limit plugin also count in `mcpgw_rate_limited_total`
+   * (derived here, so the two counters can never disagree); `tenant` is used only there.
+   */
+  refusal(e: { route: string; plugin: string; code: string; tenant?: string }): void {
     const route = this.#routes.value(e.route);
-    if (this.tenantLabels) this.#rateLimited.inc({ route, tenant: this.#tenants.value(e.tenant) });
-    else this.#rateLimited.inc({ route });
+    const code = ERROR_CODE.test(e.code) ? e.code : OTHER;
+    this.#refusals.inc({ route, plugin: this.#plugins.value(e.plugin) || 'gateway', code });
+    if (e.plugin === RATE_LIMIT_PLUGIN && RATE_LIMIT_CODES.has(code)) {
+      if (this.tenantLabels) this.#rateLimited.inc({ route, code, tenant: this.#tenants.value(e.tenant) });
+      else this.#rateLimited.inc({ route, code });
+    }
   }
 
   upstreamError(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' }): void {

@@ -2,9 +2,10 @@
  * One exchange through one route: the single place that fixes the order of the stages.
  *
  *   1. request hooks        (route order: the token plugin before jwt, jwt before anything tenant-aware)
- *   2. session              (open the sealed session id, check its owner; after 1 because the owner
+ *   2. body                 (read under the route's cap, after auth so strangers cannot make us buffer;
+ *                            parsed in 4 only when a plugin inspects messages)
+ *   3. session              (open the sealed session id, check its owner; after 1 because the owner
  *                            check needs the verified principal)
- *   3. body                 (read under the route's cap; parsed only when a plugin inspects messages)
  *   4. request messages     (each JSON-RPC message, each batch element; refusals answered locally)
  *   5. upstream call        (http-proxy-3; the client's credentials are never forwarded)
  *   6. response head hooks  (reverse order), then the body: SSE relayed event by event, JSON buffered
@@ -131,13 +132,14 @@ class ExchangeRun {
       const refused = await this.pipeline.request(this.x);
       if (refused) return this.refuse(refused);
 
-      // 2. Session: open the sealed id, check the owner.
-      const sessionRefusal = this.openSession();
-      if (sessionRefusal) return this.refuse(sessionRefusal);
-
-      // 3. Body.
+      // 2. Body: read under the cap (not parsed yet), so that any refusal from here on can carry the
+      //    request's JSON-RPC id.
       const bodyRefusal = await this.readBody();
       if (bodyRefusal) return this.refuse(bodyRefusal);
+
+      // 3. Session: open the sealed id, check the owner.
+      const sessionRefusal = this.openSession();
+      if (sessionRefusal) return this.refuse(sessionRefusal);
 
       // 4. Request messages.
       const answered = await this.runRequestMessages();
@@ -151,7 +153,7 @@ class ExchangeRun {
     }
   }
 
-  // ── stage 2 ──────────────────────────────────────────────────────────────────────────────────────
+  // ── stage 3 ──────────────────────────────────────────────────────────────────────────────────────
 
   openSession(): Refusal | undefined {
     const principal = this.x.get(PRINCIPAL);

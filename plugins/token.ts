@@ -13,6 +13,7 @@
  * removed from the upstream headers here.
  */
 import { z } from 'zod';
+import { int } from '../config/units.ts';
 import { BEARER_TOKEN, URL_TOKEN, definePlugin, type Exchange, type Verdict } from '../gateway/contract.ts';
 import { authVerdict } from './jwt/challenge.ts';
 
@@ -37,7 +38,7 @@ export const TokenConfigSchema = z.strictObject({
   headerName: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name').default('authorization')
     .transform((h) => h.toLowerCase()),
   /** Longest accepted token, in characters; longer is GW_ERR_TOKEN_MALFORMED. Default 8192. */
-  maxLength: z.number().int().min(16).default(8192),
+  maxLength: int().pipe(z.number().min(16)).default(8192),
 });
 
 export type TokenConfig = z.output<typeof TokenConfigSchema>;

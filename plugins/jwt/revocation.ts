@@ -7,7 +7,7 @@
  * - a Redis set `<keyPrefix>revoked-jti`, loaded at start, refreshed every `interval` × 30, and updated at
  *   once through the pub/sub channel of the same name, which the CLI publishes to.
  */
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -42,7 +42,9 @@ function readRevocationFile(file: string): Set<string> {
 export function fileRevocationList(file: string, opts: { intervalMs: number; log: Logger }): RevocationList {
   // A missing file is an empty list; an unreadable one fails the plugin's creation (fail closed).
   let revoked = readRevocationFile(file);
-  const onChange = () => {
+  const onChange = (curr: Stats, prev: Stats) => {
+    // Node also calls this once for a file that does not exist yet; only a real change matters.
+    if (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size) return;
     try {
       revoked = readRevocationFile(file);
       opts.log.info({ file, revoked: revoked.size }, 'revocation list reloaded');

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
+import { Redis } from 'ioredis';
 
 const CLI = fileURLToPath(new URL('../../gateway/cli/token.ts', import.meta.url));
 
@@ -115,5 +116,34 @@ describe('token CLI', () => {
     assert.equal(JSON.parse(Buffer.from(afterToken.split('.')[0], 'base64url').toString()).alg, 'ES256');
     assert.equal((await cli('inspect', before)).code, 0);
     assert.equal((await cli('inspect', afterToken)).code, 0);
+  });
+
+  it('revoke writes to Redis when the config has redis.url, and inspect then refuses the token', async (t) => {
+    const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    try {
+      await redis.connect();
+      await redis.ping();
+    } catch (err) {
+      redis.disconnect();
+      if (process.env.REQUIRE_REDIS === '1') throw err;
+      t.skip(`no Redis on 127.0.0.1:6379 (${(err as Error).message})`);
+      return;
+    }
+    const prefix = `mcpgw-test-cli-${process.pid}-${Date.now()}:`;
+    await writeFile(path.join(dir, 'redis.yaml'), `${GATEWAY_YAML}\nredis: { url: "redis://127.0.0.1:6379", keyPrefix: "${prefix}" }\n`);
+    try {
+      const token = (await cli('create', '--tenant', 'acme', '--sub', 'dave', '--config', 'redis.yaml')).stdout.trim();
+      assert.equal((await cli('inspect', token, '--config', 'redis.yaml')).code, 0);
+      const { jti } = decodeJwt(token);
+      const r = await cli('revoke', jti!, '--config', 'redis.yaml');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await redis.sismember(`${prefix}revoked-jti`, jti!), 1);
+      const i = await cli('inspect', token, '--config', 'redis.yaml');
+      assert.equal(i.code, 1);
+      assert.match(i.stdout, /GW_ERR_TOKEN_REVOKED/);
+    } finally {
+      await redis.del(`${prefix}revoked-jti`);
+      redis.disconnect();
+    }
   });
 });

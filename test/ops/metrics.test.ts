@@ -27,7 +27,7 @@ function series(text: string, name: string): string[] {
 const text = async (m: GatewayMetrics) => (await m.render()).body;
 
 describe('GatewayMetrics', () => {
-  it('counts exchanges by route, listener, method and status, and splits latency from stream lifetime', async () => {
+  it('counts exchanges by route, listener, method and status; gateway, upstream and stream times apart', async () => {
     const m = new GatewayMetrics({ processMetrics: false });
     m.exchangeDone({ route: 'graph', listener: 'main', method: 'POST', status: 200, gatewayMs: 12, upstreamMs: 9 });
     m.exchangeDone({ route: 'graph', listener: 'main', method: 'post', status: 200, gatewayMs: 3 });
@@ -35,15 +35,16 @@ describe('GatewayMetrics', () => {
     const t = await text(m);
     assert.equal(sample(t, 'mcpgw_http_requests_total', { route: 'graph', listener: 'main', method: 'POST', status: '200' }), 2);
     assert.equal(sample(t, 'mcpgw_http_requests_total', { route: 'graph', listener: 'main', method: 'GET', status: '200' }), 1);
-    assert.equal(sample(t, 'mcpgw_request_duration_seconds_count', { route: 'graph', listener: 'main', method: 'POST' }), 2);
-    assert.equal(sample(t, 'mcpgw_request_duration_seconds_sum', { route: 'graph', listener: 'main', method: 'POST' }), 0.015);
+    assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_count', { route: 'graph', listener: 'main', method: 'POST' }), 2);
+    assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_sum', { route: 'graph', listener: 'main', method: 'POST' }), 0.015);
     // The 90 s SSE stream is not a latency: it lands in the stream histogram only.
-    assert.equal(sample(t, 'mcpgw_request_duration_seconds_count', { route: 'graph', listener: 'main', method: 'GET' }), undefined);
+    assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_count', { route: 'graph', listener: 'main', method: 'GET' }), undefined);
     assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_count', { route: 'graph', listener: 'main' }), 1);
+    assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_sum', { route: 'graph', listener: 'main' }), 90.004);
     assert.equal(sample(t, 'mcpgw_upstream_duration_seconds_count', { route: 'graph' }), 2);
     assert.equal(sample(t, 'mcpgw_upstream_duration_seconds_bucket', { route: 'graph', le: '0.005' }), 1);
     assert.match(t, /# HELP mcpgw_http_requests_total /);
-    assert.match(t, /# TYPE mcpgw_request_duration_seconds histogram/);
+    assert.match(t, /# TYPE mcpgw_gateway_duration_seconds histogram/);
   });
 
   it('maps methods and statuses outside their alphabets to fixed values', async () => {
@@ -94,21 +95,40 @@ describe('GatewayMetrics', () => {
     assert.doesNotMatch(t, /eyJ/);
   });
 
+  it('counts over-budget refusals of the rate-limit plugin as rate-limited, and nothing else', async () => {
+    const m = new GatewayMetrics({ processMetrics: false });
+    m.refusal({ route: 'r', plugin: 'rate-limit', code: 'GW_ERR_RATE_LIMITED', tenant: 'acme' });
+    m.refusal({ route: 'r', plugin: 'rate-limit', code: 'GW_ERR_TOO_MANY_STREAMS', tenant: 'acme' });
+    // Misconfiguration or a Redis outage is a refusal, not a tenant over budget.
+    m.refusal({ route: 'r', plugin: 'rate-limit', code: 'GW_ERR_RATE_LIMIT_UNAVAILABLE', tenant: 'acme' });
+    // Another plugin using a look-alike code does not count.
+    m.refusal({ route: 'r', plugin: 'my-plugin', code: 'GW_ERR_RATE_LIMITED' });
+    const t = await text(m);
+    assert.equal(sample(t, 'mcpgw_rate_limited_total', { route: 'r', code: 'GW_ERR_RATE_LIMITED' }), 1);
+    assert.equal(sample(t, 'mcpgw_rate_limited_total', { route: 'r', code: 'GW_ERR_TOO_MANY_STREAMS' }), 1);
+    assert.equal(series(t, 'mcpgw_rate_limited_total').length, 2);
+    assert.equal(sample(t, 'mcpgw_refusals_total', { route: 'r', plugin: 'rate-limit', code: 'GW_ERR_RATE_LIMIT_UNAVAILABLE' }), 1);
+  });
+
   it('keeps tenants out of labels unless configured, and caps them when they are in', async () => {
+    const limited = (m: GatewayMetrics, tenant: string) => m.refusal({ route: 'r', plugin: 'rate-limit', code: 'GW_ERR_RATE_LIMITED', tenant });
     const off = new GatewayMetrics({ processMetrics: false });
-    off.rateLimited({ route: 'r', tenant: 'acme' });
-    off.rateLimited({ route: 'r', tenant: 'globex' });
+    limited(off, 'acme');
+    limited(off, 'globex');
     const tOff = await text(off);
-    assert.equal(sample(tOff, 'mcpgw_rate_limited_total', { route: 'r' }), 2);
+    assert.equal(sample(tOff, 'mcpgw_rate_limited_total', { route: 'r', code: 'GW_ERR_RATE_LIMITED' }), 2);
     assert.doesNotMatch(tOff, /acme|globex/);
 
     const on = new GatewayMetrics({ processMetrics: false, tenantLabels: true, maxTenants: 2 });
-    for (const tenant of ['acme', 'globex', 'acme', 'initech', 'umbrella']) on.rateLimited({ route: 'r', tenant });
+    for (const tenant of ['acme', 'globex', 'acme', 'initech', 'umbrella']) limited(on, tenant);
     const tOn = await text(on);
-    assert.equal(sample(tOn, 'mcpgw_rate_limited_total', { route: 'r', tenant: 'acme' }), 2);
-    assert.equal(sample(tOn, 'mcpgw_rate_limited_total', { route: 'r', tenant: 'globex' }), 1);
-    assert.equal(sample(tOn, 'mcpgw_rate_limited_total', { route: 'r', tenant: OTHER }), 2);
+    const at = (tenant: string) => sample(tOn, 'mcpgw_rate_limited_total', { route: 'r', code: 'GW_ERR_RATE_LIMITED', tenant });
+    assert.equal(at('acme'), 2);
+    assert.equal(at('globex'), 1);
+    assert.equal(at(OTHER), 2);
     assert.equal(series(tOn, 'mcpgw_rate_limited_total').length, 3);
+    // Tenants never reach the refusals counter, even with tenant labels on.
+    assert.equal(series(tOn, 'mcpgw_refusals_total').filter((l) => /acme|globex/.test(l)).length, 0);
   });
 
   it('tracks upstream errors, open streams and reloads', async () => {

@@ -11,11 +11,15 @@
  *   progress {steps}       → emits `steps` progress notifications with the request's token, then "done"
  *   ask {text}             → sends sampling/createMessage, answers with the client's reply text
  *   update {uri}           → emits notifications/resources/updated for uri, then "ok"
- * IGNORE_SIGTERM=1 in the environment makes it ignore SIGTERM (to test the SIGKILL after grace).
+ * IGNORE_SIGTERM=1 in the environment makes it ignore SIGTERM and stdin EOF (to test the SIGKILL after grace).
  */
 type Msg = { jsonrpc: '2.0'; id?: number | string; method?: string; params?: any; result?: any; error?: any };
 
-if (process.env.IGNORE_SIGTERM === '1') process.on('SIGTERM', () => {});
+if (process.env.IGNORE_SIGTERM === '1') {
+  process.on('SIGTERM', () => {});
+  // Stays alive after stdin closes too, so only SIGKILL ends it.
+  setInterval(() => {}, 1 << 30);
+}
 
 let initializes = 0;
 let initialized = 0;

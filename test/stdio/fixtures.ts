@@ -3,7 +3,8 @@
  * core would (secret + principal headers), and /proc probes for children and descriptors.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
+import http from 'node:http';
+import { Readable, Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -45,10 +46,12 @@ export async function connect(
   tenant: string,
   sub = 'user',
   capabilities: Record<string, unknown> = {},
+  opts: { fetch?: typeof fetch } = {},
 ): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = new Client({ name: `test-${tenant}-${sub}`, version: '1.0.0' }, { capabilities });
   const transport = new StreamableHTTPClientTransport(new URL(bridge.target), {
     requestInit: { headers: principalHeaders(bridge, tenant, sub) },
+    fetch: opts.fetch,
   });
   await client.connect(transport);
   return { client, transport };
@@ -94,3 +97,28 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * fetch over node:http with one connection per request. The global fetch pools keep-alive sockets
+ * (both ends live in this process), which would hide or fake descriptor leaks in the leak test.
+ */
+export const oneShotFetch: typeof fetch = (input, init) =>
+  new Promise<Response>((resolve, reject) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const headers = new Headers(init?.headers);
+    const req = http.request(url, {
+      method: init?.method ?? 'GET',
+      headers: Object.fromEntries(headers),
+      agent: false,
+      signal: init?.signal ?? undefined,
+    });
+    req.once('error', reject);
+    req.once('response', (res) => {
+      const out = new Headers();
+      for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') out.set(k, v);
+      const nullBody = res.statusCode === 202 || res.statusCode === 204 || init?.method === 'HEAD';
+      if (nullBody) res.resume();
+      resolve(new Response(nullBody ? null : (Readable.toWeb(res) as ReadableStream), { status: res.statusCode, headers: out }));
+    });
+    req.end(init?.body === undefined || init.body === null ? undefined : String(init.body));
+  });

@@ -7,8 +7,8 @@ import { pino } from 'pino';
 import type { Redis } from 'ioredis';
 import {
   PRINCIPAL,
-  type JSONRPCMessage, type MessageContext, type MessageVerdict, type Plugin, type PluginDefinition, type PluginDeps,
-  type Principal, type RouteInfo,
+  type JSONRPCMessage, type MessageContext, type MessageVerdict, type Outcome, type Plugin, type PluginDefinition,
+  type PluginDeps, type Principal, type RouteInfo,
 } from '../../gateway/contract.ts';
 import { GatewayExchange } from '../../gateway/exchange.ts';
 
@@ -84,6 +84,16 @@ export function after(original: JSONRPCMessage, v: MessageVerdict | void): JSONR
   if (!v || v.kind === 'pass') return original;
   if (v.kind === 'replace') return v.message;
   return undefined;
+}
+
+/** An Outcome for onDone. */
+export function outcome(status = 200): Outcome {
+  return { status, bytesIn: 0, bytesOut: 0, durationMs: 0, messageRefusals: [] };
+}
+
+/** Looks into a message as `T` (tests know what shape they built or expect). */
+export function shape<T>(m: JSONRPCMessage | undefined): T {
+  return m as unknown as T;
 }
 
 /** Runs a message hook whether it is sync or async. */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import graphRewrite from '../../plugins/graph-rewrite/index.ts';
 import { TenantNames, mirrorHeaderValue } from '../../plugins/graph-rewrite/names.ts';
 import type { JSONRPCMessage, MessageVerdict, Plugin } from '../../gateway/contract.ts';
-import { after, batch, build, call, exchange, json, principal, response, result, rpc } from './fixtures.ts';
+import { after, batch, build, call, exchange, json, principal, response, result, rpc, shape } from './fixtures.ts';
 
 async function started(p: Plugin, tenant: string, headers?: Record<string, string>) {
   const x = exchange({ principal: principal(tenant), headers });
@@ -15,7 +15,7 @@ async function started(p: Plugin, tenant: string, headers?: Record<string, strin
 }
 
 function argumentsOf(m: JSONRPCMessage | undefined): Record<string, unknown> {
-  return (m as { params: { arguments: Record<string, unknown> } }).params.arguments;
+  return shape<{ params: { arguments: Record<string, unknown> } }>(m).params.arguments;
 }
 
 test('TenantNames: prefixing, ownership, whole-name stripping, listings', () => {
@@ -134,7 +134,7 @@ test('responses: the prefix is stripped from results, isError texts and JSON-RPC
     content: [{ type: 'text', text: `MCP error: Failed to execute query on graph 'acme_social': ERR unknown command 'GRAPH.QUERY', with args beginning with: 'acme_social' 'MATCH (n) RETURN n'` }],
   });
   const out = after(isError, await p.onResponseMessage!(isError, x, response(req, 'sse')));
-  const text = (out as { result: { content: Array<{ text: string }> } }).result.content[0].text;
+  const text = shape<{ result: { content: Array<{ text: string }> } }>(out).result.content[0].text;
   assert.equal(text, `MCP error: Failed to execute query on graph 'social': ERR unknown command 'GRAPH.QUERY', with args beginning with: 'social' 'MATCH (n) RETURN n'`);
   assert.equal((out as { id: unknown }).id, (req as { id: unknown }).id);
 
@@ -187,7 +187,7 @@ test('responses: log notifications are dropped by default, filtered or passed wh
   const y = await started(filter, 'acme');
   assert.equal((await filter.onResponseMessage!(theirs, y, ctx) as MessageVerdict).kind, 'drop');
   const kept = after(mine, await filter.onResponseMessage!(mine, y, ctx));
-  assert.equal((kept as { params: { data: string } }).params.data, 'Query tool executed successfully | {"graphName":"social"}');
+  assert.equal(shape<{ params: { data: string } }>(kept).params.data, 'Query tool executed successfully | {"graphName":"social"}');
 
   const pass = await build(graphRewrite, { logNotifications: 'pass' });
   const z = await started(pass, 'acme');
@@ -218,5 +218,5 @@ test('two tenants, same graph name: no crossing either way', async () => {
   // disguised as one of acme's (an upstream answering with other data is beyond a rewriter's reach).
   const wrong = result(ra, { content: [{ type: 'text', text: 'data of globex_shared' }] });
   const out = after(wrong, await p.onResponseMessage!(wrong, a, response(ra)));
-  assert.equal((out as { result: { content: Array<{ text: string }> } }).result.content[0].text, 'data of globex_shared');
+  assert.equal(shape<{ result: { content: Array<{ text: string }> } }>(out).result.content[0].text, 'data of globex_shared');
 });

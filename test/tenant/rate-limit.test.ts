@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import rateLimit, { RATE_LIMIT_DEGRADED } from '../../plugins/rate-limit/index.ts';
 import type { MessageVerdict, Plugin, ResponseHead } from '../../gateway/contract.ts';
 import {
-  batch, build, call, deps, exchange, json, onRequestMessage, principal, redisAvailable, rpc,
+  batch, build, call, deps, exchange, json, onRequestMessage, outcome, principal, redisAvailable, rpc,
 } from './fixtures.ts';
 import { freePort } from '../helpers/upstreams.ts';
 
@@ -23,7 +23,7 @@ async function burst(p: Plugin, n: number, tenant: string, make = () => rpc('too
     const x = exchange({ principal: principal(tenant) });
     assert.equal(await p.onRequest!(x), undefined);
     const v = await onRequestMessage(p, make(), x);
-    p.onDone!(x, { status: 200, bytesIn: 0, bytesOut: 0, durationMs: 0 });
+    p.onDone!(x, outcome());
     return v;
   }));
 }
@@ -182,12 +182,12 @@ test('SSE stream cap per tenant, released when the stream ends', async () => {
   assert.ok(refused && refused.kind === 'respond');
   assert.equal(refused.status, 429);
   assert.equal(refused.code, 'GW_ERR_TOO_MANY_STREAMS');
-  p.onDone!(s3, { status: 429, bytesIn: 0, bytesOut: 0, durationMs: 0 }); // a refused stream releases nothing
+  p.onDone!(s3, outcome(429)); // a refused stream releases nothing
   // Another tenant is not affected, and POSTs are not streams.
   assert.equal(await p.onRequest!(exchange({ method: 'GET', headers: { accept: 'text/event-stream' }, principal: principal('globex') })), undefined);
   assert.equal(await p.onRequest!(exchange({ principal: principal('acme') })), undefined);
-  p.onDone!(s1, { status: 200, bytesIn: 0, bytesOut: 0, durationMs: 0 });
-  p.onDone!(s1, { status: 200, bytesIn: 0, bytesOut: 0, durationMs: 0 }); // twice releases once
+  p.onDone!(s1, outcome());
+  p.onDone!(s1, outcome()); // twice releases once
   assert.equal(await p.onRequest!(open()), undefined);
   assert.equal((await p.onRequest!(open()) as { code?: string })?.code, 'GW_ERR_TOO_MANY_STREAMS');
 });
@@ -207,7 +207,7 @@ test('in-flight tool call cap, per tenant, released by onDone', async () => {
   const other = exchange({ principal: principal('globex') });
   await p.onRequest!(other);
   assert.equal(await onRequestMessage(p, call('query_graph'), other), undefined);
-  p.onDone!(x1, { status: 200, bytesIn: 0, bytesOut: 0, durationMs: 0 });
+  p.onDone!(x1, outcome());
   assert.equal(await onRequestMessage(p, call('query_graph'), x2), undefined);
   assert.equal(await onRequestMessage(p, call('query_graph'), x2), undefined);
 });

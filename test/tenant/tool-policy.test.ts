@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import toolPolicy, { ToolPolicy, globToRegExp } from '../../plugins/tool-policy.ts';
 import type { JSONRPCMessage, MessageVerdict } from '../../gateway/contract.ts';
-import { after, batch, build, call, exchange, json, principal, response, result, rpc } from './fixtures.ts';
+import { after, batch, build, call, exchange, json, principal, response, result, rpc, shape } from './fixtures.ts';
 
 const TOOLS = ['query_graph', 'query_graph_readonly', 'list_graphs', 'delete_graph', 'get_graph_schema', 'get_node_schema'];
 
@@ -54,12 +54,12 @@ test('tools/list answers show only permitted tools (JSON and SSE alike)', async 
   const list = rpc('tools/list');
   const answer = result(list, { tools: TOOLS.map((name) => ({ name, inputSchema: { type: 'object' } })), nextCursor: 'c2' });
   for (const framing of ['json', 'sse'] as const) {
-    const out = after(answer, await p.onResponseMessage!(answer, x, response(list, framing))) as { result: { tools: Array<{ name: string }>; nextCursor: string } };
+    const out = shape<{ result: { tools: Array<{ name: string }>; nextCursor: string } }>(after(answer, await p.onResponseMessage!(answer, x, response(list, framing))));
     assert.deepEqual(out.result.tools.map((t) => t.name), ['query_graph', 'query_graph_readonly', 'list_graphs']);
     assert.equal(out.result.nextCursor, 'c2');
   }
   // A list answer whose request the core lost is still filtered (its shape gives it away).
-  const orphan = after(answer, await p.onResponseMessage!(answer, x, { direction: 'response', framing: 'sse' })) as { result: { tools: unknown[] } };
+  const orphan = shape<{ result: { tools: unknown[] } }>(after(answer, await p.onResponseMessage!(answer, x, { direction: 'response', framing: 'sse' })));
   assert.equal(orphan.result.tools.length, 3);
   // Other answers are untouched.
   const call1 = call('query_graph');

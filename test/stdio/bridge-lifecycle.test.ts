@@ -1,0 +1,234 @@
+/**
+ * Process lifecycle behind the bridge: idle reaping, limits, crash and restart, per-session processes,
+ * request timeouts, stderr logging, and shutdown (SIGTERM, then SIGKILL after the grace period).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { bridgeFor, captureLog, children, connect, textOf, waitFor } from './fixtures.ts';
+
+const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('stdio bridge lifecycle', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-stdio-life-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a process without sessions is stopped after idleTimeout; the next session starts a new one', async () => {
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], idleTimeout: '300ms' }, { configDir: dir });
+    try {
+      const s = await connect(bridge, 'idle');
+      const pid = bridge.processes()[0].pid;
+      assert.ok(alive(pid));
+      await s.transport.terminateSession();
+      await s.client.close();
+      assert.equal(bridge.processes()[0].sessions, 0);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(alive(pid), 'still alive within the idle timeout');
+      await waitFor('idle process stopped', () => bridge.processes().length === 0 && !alive(pid));
+      assert.ok(!children().pids.includes(pid));
+
+      const again = await connect(bridge, 'idle');
+      assert.notEqual(bridge.processes()[0].pid, pid);
+      await again.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('an abandoned session (no DELETE) expires after idleTimeout and releases its process', async () => {
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], idleTimeout: '200ms' }, { configDir: dir });
+    try {
+      const s = await connect(bridge, 'abandon');
+      await s.client.callTool({ name: 'echo', arguments: { text: 'x' } });
+      await s.client.close(); // closes the GET stream, sends no DELETE
+      await waitFor('session expired and process stopped', () => bridge.processes().length === 0 && bridge.sessions().length === 0);
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('process limits: per tenant and in total, a clear GW_ERR_PROCESS_LIMIT error; idle processes make room', async () => {
+    const bridge = await bridgeFor(
+      { command: 'node', args: [FAKE], poolKey: '{tenant}/{sub}', maxProcesses: 2, maxProcessesPerTenant: 1, idleTimeout: '1h' },
+      { configDir: dir },
+    );
+    try {
+      const a1 = await connect(bridge, 'lim-a', 'one');
+      const a1b = await connect(bridge, 'lim-a', 'one'); // same pool key: shares, no new process
+      await assert.rejects(connect(bridge, 'lim-a', 'two'), (err: Error) => {
+        assert.match(err.message, /GW_ERR_PROCESS_LIMIT/);
+        assert.match(err.message, /for this tenant/);
+        return true;
+      });
+      const b1 = await connect(bridge, 'lim-b', 'one');
+      await assert.rejects(connect(bridge, 'lim-c', 'one'), /maximum of 2 processes.*GW_ERR_PROCESS_LIMIT/);
+      assert.equal(bridge.processes().length, 2);
+
+      // The refusal is a JSON-RPC error carrying the initialize request's id, status 503.
+      const raw = await fetch(bridge.target, {
+        method: 'POST',
+        headers: {
+          accept: 'application/json, text/event-stream',
+          'content-type': 'application/json',
+          ...bridge.headers,
+          'x-mcp-gateway-tenant': 'lim-c',
+          'x-mcp-gateway-sub': 'one',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'init-9', method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'r', version: '1' } } }),
+      });
+      assert.equal(raw.status, 503);
+      const body = await raw.json();
+      assert.equal(body.id, 'init-9');
+      assert.equal(body.error.data.code, 'GW_ERR_PROCESS_LIMIT');
+
+      // b's process goes idle (idleTimeout is an hour): a new pool key may take its slot at once.
+      await b1.transport.terminateSession();
+      await b1.client.close();
+      const c1 = await connect(bridge, 'lim-c', 'one');
+      assert.deepEqual(bridge.processes().map((p) => p.pool).sort(), ['lim-a/one', 'lim-c/one']);
+      for (const s of [a1, a1b, c1]) await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a crash answers in-flight requests with GW_ERR_UPSTREAM_CRASHED; the next call restarts it', async () => {
+    const cap = captureLog();
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir, log: cap.log });
+    try {
+      const s = await connect(bridge, 'crash');
+      const pid = bridge.processes()[0].pid;
+      const inFlight = s.client.callTool({ name: 'sleep', arguments: { ms: 5000 } });
+      await waitFor('request in flight', () => bridge.processes()[0].inFlight === 1);
+      process.kill(pid, 'SIGKILL');
+      await assert.rejects(inFlight, (err: unknown) => {
+        assert.ok(err instanceof McpError);
+        assert.equal((err.data as { code: string }).code, 'GW_ERR_UPSTREAM_CRASHED');
+        return true;
+      });
+      assert.equal(bridge.processes()[0].state, 'crashed');
+      assert.equal(bridge.processes()[0].pid, 0);
+
+      // Same session, next use: a new process, re-initialized by the bridge (after a short backoff).
+      const started = Date.now();
+      const r = await s.client.callTool({ name: 'stats', arguments: {} });
+      assert.ok(Date.now() - started >= 400, 'restart waited for the backoff');
+      const stats = JSON.parse(textOf(r));
+      assert.notEqual(stats.pid, pid);
+      assert.equal(stats.initializes, 1);
+      const info = bridge.processes()[0];
+      assert.equal(info.restarts, 1);
+      assert.equal(info.pid, stats.pid);
+      assert.equal(info.state, 'running');
+      assert.ok(!children().pids.includes(pid), 'the killed child was reaped');
+      assert.ok(cap.lines().some((l) => l.msg === 'upstream process exited unexpectedly' && l.pool === 'crash'));
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('stderr is logged with the pool key', async () => {
+    const cap = captureLog();
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir, log: cap.log });
+    try {
+      const s = await connect(bridge, 'logs');
+      await waitFor('stderr line logged', () => cap.lines().some((l) => typeof l.stderr === 'string' && /fake-stdio-server ready/.test(l.stderr)));
+      const line = cap.lines().find((l) => typeof l.stderr === 'string' && /fake-stdio-server ready/.test(l.stderr as string))!;
+      assert.equal(line.pool, 'logs');
+      assert.equal(line.upstream, 'test');
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('per-session mode: one process per session, stopped when its session ends; initialize forwarded', async () => {
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], mode: 'per-session' }, { configDir: dir });
+    try {
+      const a = await connect(bridge, 'ps');
+      const b = await connect(bridge, 'ps');
+      const procs = bridge.processes();
+      assert.equal(procs.length, 2);
+      assert.notEqual(procs[0].pid, procs[1].pid);
+      const statsA = JSON.parse(textOf(await a.client.callTool({ name: 'stats', arguments: {} })));
+      assert.equal(statsA.initializes, 1);
+      const pidA = statsA.pid;
+      await a.transport.terminateSession();
+      await waitFor('per-session process stopped', () => !alive(pidA));
+      assert.equal(bridge.processes().length, 1);
+      await a.client.close();
+      await b.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('requestTimeout answers GW_ERR_UPSTREAM_TIMEOUT and cancels the request upstream', async () => {
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], requestTimeout: '200ms' }, { configDir: dir });
+    try {
+      const s = await connect(bridge, 'slow');
+      await assert.rejects(s.client.callTool({ name: 'sleep', arguments: { ms: 1000 } }), (err: unknown) => {
+        assert.ok(err instanceof McpError);
+        assert.equal((err.data as { code: string }).code, 'GW_ERR_UPSTREAM_TIMEOUT');
+        return true;
+      });
+      const stats = JSON.parse(textOf(await s.client.callTool({ name: 'stats', arguments: {} })));
+      assert.equal(stats.cancelled.length, 1);
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a command that cannot start answers initialize with GW_ERR_UPSTREAM_SPAWN_FAILED', async () => {
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], cwd: 'does-not-exist' }, { configDir: dir });
+    try {
+      await assert.rejects(connect(bridge, 'nospawn'), (err: unknown) => {
+        assert.ok(err instanceof McpError, String(err));
+        assert.equal((err.data as { code: string }).code, 'GW_ERR_UPSTREAM_SPAWN_FAILED');
+        return true;
+      });
+      await waitFor('failed session released', () => bridge.sessions().length === 0);
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('close(): SIGTERM, then SIGKILL after shutdownGrace for a child that ignores SIGTERM; no child left', async () => {
+    const cap = captureLog();
+    const bridge = await bridgeFor(
+      { command: 'node', args: [FAKE], env: { IGNORE_SIGTERM: '1' }, shutdownGrace: '300ms' },
+      { configDir: dir, log: cap.log },
+    );
+    const s = await connect(bridge, 'stubborn');
+    const pid = bridge.processes()[0].pid;
+    const started = Date.now();
+    await bridge.close();
+    const took = Date.now() - started;
+    assert.ok(!alive(pid));
+    assert.ok(took >= 250, `waited for the grace period (${took}ms)`);
+    assert.ok(cap.lines().some((l) => l.msg === 'child ignored SIGTERM; sending SIGKILL'));
+    assert.equal(children().pids.length, 0);
+    // The bridge no longer answers.
+    await assert.rejects(fetch(bridge.target, { method: 'POST', headers: bridge.headers }));
+    await s.client.close().catch(() => {});
+  });
+});

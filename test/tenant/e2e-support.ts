@@ -1,0 +1,109 @@
+/**
+ * Shared pieces of the tenant end-to-end tests: HS256 tokens for the real `token` + `jwt` plugins, the
+ * authentication part of a route, and raw Streamable HTTP calls for what the SDK client hides (HTTP
+ * status, headers, batches).
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
+
+export const JWT_SECRET = randomBytes(32).toString('base64url');
+export const ISSUER = 'https://issuer.tenant.test';
+export const AUDIENCE = 'mcp-gateway-tenant-test';
+
+/** Absolute path of the wire-recorder test plugin, for `- type: <path>` in gateway.yaml. */
+export const WIRE_RECORDER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/tenant/wire-recorder.ts');
+
+/** Plugins that establish PRINCIPAL from an HS256 bearer token (YAML flow sequence items). */
+export const AUTH_PLUGINS = `
+      - { type: token }
+      - type: jwt
+        keys: { secret: "\${JWT_SECRET}" }
+        algorithms: [HS256]
+        issuer: ${ISSUER}
+        audience: ${AUDIENCE}`;
+
+export const GATEWAY_ENV = { JWT_SECRET };
+
+export async function tokenFor(tenant: string, opts: { sub?: string; scope?: string } = {}): Promise<string> {
+  return new SignJWT({ tenant_id: tenant, ...(opts.scope ? { scope: opts.scope } : {}) })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setSubject(opts.sub ?? `user-of-${tenant}`)
+    .setIssuedAt()
+    .setExpirationTime('10m')
+    .sign(new TextEncoder().encode(JWT_SECRET));
+}
+
+const ACCEPT = 'application/json, text/event-stream';
+
+export interface RawSession {
+  url: string;
+  token: string;
+  sessionId: string;
+}
+
+/** Initializes an MCP session with plain fetch (2025-06-18, Streamable HTTP). */
+export async function openRawSession(url: string, token: string): Promise<RawSession> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, accept: ACCEPT, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      jsonrpc: '2.0', id: 0, method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    }),
+  });
+  if (res.status !== 200) throw new Error(`initialize: ${res.status} ${await res.text()}`);
+  await res.text();
+  const sessionId = res.headers.get('mcp-session-id');
+  if (!sessionId) throw new Error('initialize: no session id');
+  const session = { url, token, sessionId };
+  const ack = await post(session, { jsonrpc: '2.0', method: 'notifications/initialized' });
+  if (ack.status !== 202) throw new Error(`initialized: ${ack.status}`);
+  return session;
+}
+
+export interface RawAnswer {
+  status: number;
+  headers: Headers;
+  /** JSON-RPC messages of the body, whether it was JSON (one or a batch) or SSE events. */
+  messages: Array<Record<string, any>>;
+}
+
+/** POSTs one message or a batch on a session and reads every JSON-RPC message of the answer. */
+export async function post(s: RawSession, body: unknown): Promise<RawAnswer> {
+  const res = await fetch(s.url, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${s.token}`, accept: ACCEPT, 'content-type': 'application/json',
+      'mcp-session-id': s.sessionId, 'mcp-protocol-version': '2025-06-18',
+    },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  const type = res.headers.get('content-type') ?? '';
+  let messages: Array<Record<string, any>> = [];
+  if (type.includes('text/event-stream')) {
+    for (const event of text.split(/\r?\n\r?\n/)) {
+      const data = event.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+      if (data) messages.push(JSON.parse(data));
+    }
+  } else if (text) {
+    const parsed = JSON.parse(text);
+    messages = Array.isArray(parsed) ? parsed : [parsed];
+  }
+  return { status: res.status, headers: res.headers, messages };
+}
+
+let ids = 1000;
+
+export function callMessage(tool: string, args: Record<string, unknown> = {}) {
+  return { jsonrpc: '2.0', id: ids++, method: 'tools/call', params: { name: tool, arguments: args } };
+}
+
+/** The text of a tools/call result's first content item. */
+export function textOf(m: Record<string, any> | undefined): string {
+  return m?.result?.content?.[0]?.text ?? '';
+}

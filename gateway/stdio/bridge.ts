@@ -171,7 +171,7 @@ class Bridge implements StdioBridge {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    await Promise.all([...this.#sessions.values()].map((s) => s.close()));
+    await Promise.all([...this.#sessions.values()].map((s) => s.close('the bridge is closing')));
     for (const t of this.#idleTimers.values()) clearTimeout(t);
     this.#idleTimers.clear();
     const pools = [...this.#pools.values()];
@@ -257,7 +257,7 @@ class Bridge implements StdioBridge {
     this.#cancelIdle(session.process);
     await session.handle(req, res, parsed.messages[0]);
     // The transport refused the initialize itself (406, 415 …): no session came into being.
-    if (session.transport.sessionId === undefined) await session.close();
+    if (session.transport.sessionId === undefined) await session.close('initialize refused by the transport');
   }
 
   #authorized(req: IncomingMessage): boolean {

@@ -40,6 +40,7 @@ export class BridgeSession implements SessionPort {
   #idleTimer: NodeJS.Timeout | undefined;
   #idleTimeoutMs: number;
   #closed = false;
+  #closeReason: string | undefined;
   #onClosed: (session: BridgeSession) => void;
 
   constructor(opts: BridgeSessionOptions) {
@@ -83,7 +84,9 @@ export class BridgeSession implements SessionPort {
     });
   }
 
-  async close(): Promise<void> {
+  /** Ends the session; `reason` is logged (bridge shutdown, idle, failed initialize …). */
+  async close(reason = 'closed by the bridge'): Promise<void> {
+    this.#closeReason ??= reason;
     await this.transport.close();
   }
 
@@ -95,7 +98,7 @@ export class BridgeSession implements SessionPort {
           const e = err instanceof StdioUpstreamError ? err : new StdioUpstreamError('GW_ERR_UPSTREAM_SPAWN_FAILED', String(err));
           this.deliver(rpcError(msg.id, STDIO_ERRORS[e.code].rpc, e.message, { code: e.code }), msg.id);
           // A session whose initialize failed is of no use; the client must start over.
-          setImmediate(() => void this.close());
+          setImmediate(() => void this.close('initialize failed'));
         },
       );
       return;
@@ -107,8 +110,7 @@ export class BridgeSession implements SessionPort {
     if (this.#closed || this.#activeHttp > 0 || this.#idleTimeoutMs <= 0) return;
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
-      this.#log.debug({ session: this.id }, 'session idle; closing');
-      void this.close();
+      void this.close('idle');
     }, this.#idleTimeoutMs);
   }
 
@@ -116,6 +118,8 @@ export class BridgeSession implements SessionPort {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#idleTimer);
+    // No reason set: the transport closed itself, i.e. the client sent DELETE.
+    this.#log.debug({ session: this.id, reason: this.#closeReason ?? 'DELETE by the client' }, 'session closed');
     this.process.detach(this);
     this.#onClosed(this);
   }

@@ -95,12 +95,12 @@ export async function stopChild(child: ChildProcess): Promise<void> {
  * `@modelcontextprotocol/server-everything` in `streamableHttp` (POST/GET/DELETE /mcp) or `sse`
  * (GET /sse, POST /message) mode.
  */
-export async function startEverything(mode: 'streamableHttp' | 'sse'): Promise<RunningUpstream> {
+export async function startEverything(mode: 'streamableHttp' | 'sse', env: Record<string, string> = {}): Promise<RunningUpstream> {
   const port = await freePort();
   return startNodeServer(
     packageBin('@modelcontextprotocol/server-everything'),
     [mode],
-    { PORT: String(port) },
+    { ...env, PORT: String(port) },
     new RegExp(`${port}`),
     port,
   );

@@ -103,7 +103,8 @@ export function callMessage(tool: string, args: Record<string, unknown> = {}) {
   return { jsonrpc: '2.0', id: ids++, method: 'tools/call', params: { name: tool, arguments: args } };
 }
 
-/** The text of a tools/call result's first content item. */
+/** The text of a tools/call result's first content item: of a raw response message, or of an SDK result. */
 export function textOf(m: Record<string, any> | undefined): string {
-  return m?.result?.content?.[0]?.text ?? '';
+  const content = m?.result?.content ?? m?.content;
+  return content?.[0]?.text ?? '';
 }

@@ -52,11 +52,11 @@ export interface ProxyEnv {
 const SESSION_HEADER = 'mcp-session-id';
 /** The query parameter carrying a sealed legacy endpoint (path and query of the upstream's endpoint). */
 export const LEGACY_SESSION_PARAM = 'sessionId';
-/** Principal headers for stdio bridges; removed from client requests so they cannot be forged. */
-const BRIDGE_TENANT = 'x-mcp-gateway-tenant';
-const BRIDGE_SUBJECT = 'x-mcp-gateway-sub';
-/** Never let a client set these upstream: the gateway owns them. */
-const GATEWAY_OWNED_HEADERS = [BRIDGE_TENANT, BRIDGE_SUBJECT, 'x-mcp-gateway-signature', 'x-mcp-gateway-timestamp'];
+/**
+ * Never let a client set these upstream: the gateway owns every `x-mcp-gateway-*` header (bridge
+ * principal, signed identity) and whatever prefix an upstream's `identity.headerPrefix` names.
+ */
+const GATEWAY_HEADER_PREFIX = 'x-mcp-gateway-';
 
 const contexts = new WeakMap<IncomingMessage, ExchangeRun>();
 
@@ -108,6 +108,7 @@ class ExchangeRun {
   outcome: Outcome = { status: 0, bytesIn: 0, bytesOut: 0, durationMs: 0, messageRefusals: [] };
   upstreamSentAt = 0n;
   timers: NodeJS.Timeout[] = [];
+  cleanups: Array<() => void> = [];
   upstreamReq: import('node:http').ClientRequest | undefined;
   finished = false;
   timedOut: 'connect' | 'firstByte' | 'total' | 'idle' | undefined;
@@ -332,7 +333,9 @@ class ExchangeRun {
 
   callUpstream(): void {
     const headers = this.x.upstreamHeaders;
-    for (const h of GATEWAY_OWNED_HEADERS) delete headers[h];
+    for (const h of Object.keys(headers)) {
+      if (h.startsWith(GATEWAY_HEADER_PREFIX) || (this.upstream.identityPrefix && h.startsWith(this.upstream.identityPrefix))) delete headers[h];
+    }
     // Parsed bodies must arrive uncompressed; SSE must never be compressed.
     headers['accept-encoding'] = 'identity';
     headers['x-request-id'] = this.x.id;
@@ -521,11 +524,11 @@ class ExchangeRun {
     if (idle) this.timers.push(idle);
     const deadline = this.x.get(STREAM_DEADLINE);
     if (deadline !== undefined) {
-      this.timers.push(setTimeout(() => {
+      this.cleanups.push(runAt(deadline, () => {
         this.x.log.info('stream closed: the credential that opened it has expired');
         proxyRes.destroy();
         res.end();
-      }, Math.max(0, deadline - Date.now())));
+      }));
     }
     if (heartbeat) this.timers.push(heartbeat);
 
@@ -755,6 +758,7 @@ class ExchangeRun {
     if (this.finished) return;
     this.finished = true;
     for (const t of this.timers) clearTimeout(t);
+    for (const c of this.cleanups) c();
     this.upstreamReq?.destroy();
     const o = this.outcome;
     if (!this.res.writableFinished && o.status !== 0 && !o.error) {
@@ -768,6 +772,19 @@ class ExchangeRun {
       status: o.status, gatewayMs: o.durationMs - (o.upstreamMs ?? 0), upstreamMs: o.upstreamMs,
     });
   }
+}
+
+/** Node timers overflow past ~24.8 days (a 30-day token's expiry): re-arm until the moment comes. */
+function runAt(epochMs: number, fn: () => void): () => void {
+  const MAX = 2 ** 31 - 1;
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    const left = epochMs - Date.now();
+    timer = left > MAX ? setTimeout(arm, MAX) : setTimeout(fn, Math.max(0, left));
+    timer.unref();
+  };
+  arm();
+  return () => clearTimeout(timer);
 }
 
 function timeoutMessage(kind: string, upstream: UpstreamTarget): string {

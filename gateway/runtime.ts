@@ -24,6 +24,8 @@ export interface UpstreamTarget {
   readonly basePath: string;
   readonly agent: http.Agent;
   readonly timeouts: Timeouts;
+  /** Lower-cased `identity.headerPrefix`: client headers with it are removed (they would be forgeries). */
+  readonly identityPrefix?: string;
   /** Headers the gateway adds for this upstream: its credential, signed identity, bridge principal. */
   requestHeaders(principal: Principal | undefined): Record<string, string>;
   readonly bridge?: StdioBridge;
@@ -200,6 +202,7 @@ function buildHttpUpstream(name: string, cfg: HttpUpstreamConfig, agent: http.Ag
     basePath: url.pathname.replace(/\/+$/, ''),
     agent,
     timeouts: cfg.timeouts,
+    identityPrefix: identity?.headerPrefix.toLowerCase(),
     requestHeaders(principal) {
       if (!identity || !principal) return fixed;
       return { ...fixed, ...signIdentityHeaders(principal, identity, Date.now()) };

@@ -13,6 +13,11 @@ const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 
 /** Descriptors may differ by a few from lazily opened handles (e.g. a DNS or timer fd); a leak is per session. */
 const FD_SLACK = 4;
+/**
+ * Sessions expire after this long without HTTP activity. Kept well above the gaps between a client's
+ * requests (initialize → initialized → GET), which a loaded test machine can stretch to hundreds of ms.
+ */
+const IDLE = '1s';
 
 describe('stdio bridge leaks', () => {
   let dir: string;
@@ -30,7 +35,7 @@ describe('stdio bridge leaks', () => {
 
   test('shared mode (server-memory): 300 abandoned sessions over 3 tenants', async () => {
     const bridge = await bridgeFor(
-      { command: 'mcp-server-memory', pathEnv: { MEMORY_FILE_PATH: 'data/leak-{tenant}.jsonl' }, idleTimeout: '300ms' },
+      { command: 'mcp-server-memory', pathEnv: { MEMORY_FILE_PATH: 'data/leak-{tenant}.jsonl' }, idleTimeout: IDLE },
       { configDir: dir },
     );
     try {
@@ -68,7 +73,7 @@ describe('stdio bridge leaks', () => {
   });
 
   test('per-session mode: 40 abandoned sessions, each with its own process', async () => {
-    const bridge = await bridgeFor({ command: 'node', args: [FAKE], mode: 'per-session', idleTimeout: '200ms', maxProcesses: 20, maxProcessesPerTenant: 20 }, { configDir: dir });
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], mode: 'per-session', idleTimeout: IDLE, maxProcesses: 10, maxProcessesPerTenant: 10 }, { configDir: dir });
     try {
       const warm = await connect(bridge, 'p', 'warm', {}, { fetch: oneShotFetch });
       await warm.client.close();
@@ -83,8 +88,10 @@ describe('stdio bridge leaks', () => {
             await s.client.close();
           }),
         );
+        assert.equal(bridge.processes().length, 10, 'one process per session');
+        // 10 processes per batch; reaping between batches keeps the test's memory bounded.
+        await settle(bridge);
       }
-      await settle(bridge);
       assert.equal(children().zombies, 0);
       const fds = fdCount();
       assert.ok(fds <= baseFds + FD_SLACK, `descriptors back to baseline: ${baseFds} before, ${fds} after`);

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { bridgeFor, captureLog, children, connect, textOf, waitFor } from './fixtures.ts';
+import { bridgeFor, captureLog, children, connect, textOf, waitFor, refusalOf } from './fixtures.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 
@@ -94,7 +94,7 @@ describe('stdio bridge lifecycle', () => {
         body: JSON.stringify({ jsonrpc: '2.0', id: 'init-9', method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'r', version: '1' } } }),
       });
       assert.equal(raw.status, 503);
-      const body = await raw.json();
+      const body = await refusalOf(raw);
       assert.equal(body.id, 'init-9');
       assert.equal(body.error.data.code, 'GW_ERR_PROCESS_LIMIT');
 

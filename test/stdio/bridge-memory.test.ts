@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { bridgeFor, connect, principalHeaders, textOf } from './fixtures.ts';
+import { bridgeFor, connect, principalHeaders, textOf, refusalOf } from './fixtures.ts';
 import type { StdioBridge } from '../../gateway/stdio/bridge.ts';
 
 const INIT = {
@@ -151,7 +151,7 @@ describe('stdio bridge with server-memory', () => {
     for (const headers of [{ ...ACCEPT }, { ...ACCEPT, 'x-mcp-gateway-bridge-key': 'guess' }]) {
       const res = await fetch(bridge.target, { method: 'POST', headers, body: JSON.stringify(INIT) });
       assert.equal(res.status, 403);
-      const body = await res.json();
+      const body = await refusalOf(res);
       assert.equal(body.error.data.code, 'GW_ERR_BRIDGE_FORBIDDEN');
     }
   });
@@ -166,7 +166,7 @@ describe('stdio bridge with server-memory', () => {
         body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
       });
       assert.equal(res.status, 403);
-      assert.equal((await res.json()).error.data.code, 'GW_ERR_SESSION_PRINCIPAL_MISMATCH');
+      assert.equal((await refusalOf(res)).error.data.code, 'GW_ERR_SESSION_PRINCIPAL_MISMATCH');
     }
     await client.close();
   });
@@ -174,7 +174,7 @@ describe('stdio bridge with server-memory', () => {
   test('a tenant outside the alphabet is refused 400 GW_ERR_INVALID_TENANT, with the request id', async () => {
     const res = await fetch(bridge.target, { method: 'POST', headers: { ...ACCEPT, ...principalHeaders(bridge, '../etc', 'a') }, body: JSON.stringify(INIT) });
     assert.equal(res.status, 400);
-    const body = await res.json();
+    const body = await refusalOf(res);
     assert.equal(body.id, 1);
     assert.equal(body.error.data.code, 'GW_ERR_INVALID_TENANT');
   });
@@ -186,14 +186,14 @@ describe('stdio bridge with server-memory', () => {
       body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
     });
     assert.equal(unknown.status, 404);
-    assert.equal((await unknown.json()).error.data.code, 'GW_ERR_SESSION_NOT_FOUND');
+    assert.equal((await refusalOf(unknown)).error.data.code, 'GW_ERR_SESSION_NOT_FOUND');
     const noSession = await fetch(bridge.target, {
       method: 'POST',
       headers: { ...ACCEPT, ...principalHeaders(bridge, 'acme') },
       body: JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/list' }),
     });
     assert.equal(noSession.status, 400);
-    const body = await noSession.json();
+    const body = await refusalOf(noSession);
     assert.equal(body.id, 4);
     assert.equal(body.error.data.code, 'GW_ERR_INVALID_REQUEST');
   });

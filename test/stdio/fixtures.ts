@@ -122,3 +122,14 @@ export const oneShotFetch: typeof fetch = (input, init) =>
     });
     req.end(init?.body === undefined || init.body === null ? undefined : String(init.body));
   });
+
+/** The bridge's refusal body: a JSON-RPC error whose `data.code` is the stable GW_ERR_ code. */
+export interface RefusalBody {
+  jsonrpc: '2.0';
+  id: string | number | null;
+  error: { code: number; message: string; data: { code: string } };
+}
+
+export async function refusalOf(res: Response): Promise<RefusalBody> {
+  return (await res.json()) as RefusalBody;
+}

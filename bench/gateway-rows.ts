@@ -142,10 +142,14 @@ export async function startGatewayChild(variant: GatewayVariant, baseDir: string
   const port = await freePort();
   const configPath = path.join(dir, 'gateway.yaml');
   await writeFile(configPath, gatewayYaml({ port, upstreamUrl, plugins: variant.plugins({ dir }) }));
+  // BENCH_CPU_PROF=<dir>: each gateway writes a V8 CPU profile there when it stops (open it in
+  // Chrome DevTools or VS Code) — the way to find out where a row's CPU per request goes.
+  const profDir = process.env.BENCH_CPU_PROF;
+  const profArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profDir)}`, `--cpu-prof-name=${variant.id}.cpuprofile`] : [];
   const child = spawnChild({
     name: variant.id,
     command: process.execPath,
-    args: [gatewayMain, '--config', configPath],
+    args: [...profArgs, gatewayMain, '--config', configPath],
     cwd: dir,
     env: { BENCH_JWT_SECRET: creds.secret, NODE_ENV: 'production' },
   });

@@ -19,7 +19,8 @@ export interface BenchOptions {
   streamIntervalMs: number;
   /**
    * Times every row is measured, in interleaved rounds (row order rotates), reporting the median of
-   * each figure. Interleaving spreads the machine's noise over all rows. BENCH_ROUNDS, default 1.
+   * each figure. Interleaving spreads the machine's noise over all rows. BENCH_ROUNDS, default 2
+   * (quick: 1).
    */
   rounds: number;
   /** Comma-separated row ids to run (e.g. `direct,naive,gateway`); empty runs all. BENCH_ONLY. */
@@ -46,7 +47,7 @@ export function readOptions(): BenchOptions {
     streams: Math.round(num('BENCH_STREAMS', quick ? 50 : 1000, 0)),
     streamDurationS: num('BENCH_STREAM_DURATION', quick ? 1 : 5, 0.2),
     streamIntervalMs: num('BENCH_SSE_INTERVAL_MS', quick ? 200 : 1000, 1),
-    rounds: Math.round(num('BENCH_ROUNDS', 1, 1)),
+    rounds: Math.round(num('BENCH_ROUNDS', quick ? 1 : 2, 1)),
     only: new Set((process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean)),
     out: process.env.BENCH_OUT || undefined,
   };

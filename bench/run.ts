@@ -16,6 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runLoad, type LoadResult } from './load.ts';
 import { runStreams } from './sse.ts';
 import { readOptions, type BenchOptions } from './options.ts';
+import type { StdioMuxResult } from './stdio-mux.ts';
 import { rssBytes, spawnChild, waitForLine, type BenchChild } from './processes.ts';
 import { findNginx, startNginx } from './nginx.ts';
 import {
@@ -96,18 +97,15 @@ async function startNaive(upstreamUrl: string): Promise<{ child: BenchChild; url
 
 const wanted = (opts: BenchOptions, id: string) => opts.only.size === 0 || opts.only.has(id);
 
-/** The stdio multiplexer's own bench, when its module exists (written by another part of the project). */
-async function stdioSection(): Promise<string | undefined> {
+/**
+ * The stdio multiplexer's own bench (bench/stdio-mux.ts, written with the stdio upstream), loaded
+ * lazily so that the rest of the bench runs even if that module fails to load.
+ */
+async function stdioSection(): Promise<StdioMuxResult | undefined> {
   const file = path.join(benchDir, 'stdio-mux.ts');
   if (!existsSync(file)) return undefined;
-  const mod = (await import(pathToFileURL(file).href)) as { benchStdioMux?: () => Promise<unknown> };
-  if (typeof mod.benchStdioMux !== 'function') return undefined;
-  const result = await mod.benchStdioMux();
-  if (typeof result === 'string') return result;
-  const report = (result as { report?: unknown; text?: unknown } | undefined);
-  if (typeof report?.report === 'string') return report.report;
-  if (typeof report?.text === 'string') return report.text;
-  return JSON.stringify(result, null, 2);
+  const mod = (await import(pathToFileURL(file).href)) as { benchStdioMux?: () => Promise<StdioMuxResult> };
+  return typeof mod.benchStdioMux === 'function' ? mod.benchStdioMux() : undefined;
 }
 
 async function main(): Promise<void> {
@@ -127,6 +125,14 @@ async function main(): Promise<void> {
       `${opts.rounds} round(s); ${opts.streams} SSE streams, 1 event per ${opts.streamIntervalMs} ms each, ${opts.streamDurationS}s measured` +
       (opts.quick ? ' [BENCH_QUICK]' : ''),
   ];
+
+  // Interrupted (Ctrl-C, a CI timeout): stop the children before going, never leave them behind.
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping child processes`);
+    void Promise.all(children.map((c) => c.stop())).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   try {
     log('starting the upstream');
@@ -247,7 +253,7 @@ async function main(): Promise<void> {
           pid: t.pid,
         });
         const ok = result.opened > 0 && result.events > 0;
-        streams.push({ id: t.id, label: t.label, result: ok ? result : undefined, note: ok ? undefined : `${result.failed} streams failed to open, ${result.events} events` });
+        streams.push({ id: t.id, label: t.label, result: ok ? result : undefined, note: ok ? undefined : `${result.failed} streams failed to open (${Object.entries(result.failures).map(([why, n]) => `${n}× ${why}`).join(', ')}), ${result.events} events` });
         if (t.id === 'gateway') memory.streamsRssBytes = result.peakRssBytes;
       }
     }
@@ -256,13 +262,21 @@ async function main(): Promise<void> {
     const report = renderReport({ header, rows, streams, memory, targets: verdicts });
     process.stdout.write(`${report}\n`);
 
-    let stdio: string | undefined;
-    try {
-      stdio = await stdioSection();
-    } catch (err) {
-      stdio = `stdio multiplexer bench failed: ${(err as Error).message}`;
+    let stdio: Omit<StdioMuxResult, 'report'> | { error: string } | undefined;
+    if (wanted(opts, 'stdio')) {
+      log('stdio upstream multiplexer');
+      try {
+        const result = await stdioSection();
+        if (result) {
+          const { report: text, ...figures } = result;
+          stdio = figures;
+          process.stdout.write(`\nStdio upstream multiplexer:\n${text}\n`);
+        }
+      } catch (err) {
+        stdio = { error: (err as Error).message };
+        process.stdout.write(`\nStdio upstream multiplexer: failed: ${(err as Error).message}\n`);
+      }
     }
-    if (stdio) process.stdout.write(`\nStdio upstream multiplexer:\n${stdio}\n`);
 
     const outFile = opts.out ?? path.join(await mkdtemp(path.join(tmpdir(), 'mcpgw-bench-results-')), 'latest.json');
     await mkdir(path.dirname(path.resolve(outFile)), { recursive: true });
@@ -278,6 +292,8 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(children.map((c) => c.stop()));
     await rm(work, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

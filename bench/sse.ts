@@ -24,12 +24,16 @@ export interface StreamSpec {
   settleS: number;
   /** Process whose CPU and RSS are measured. */
   pid: number;
+  /** How long one stream may take to answer its head before it counts as failed. Default 10 s. */
+  openTimeoutMs?: number;
 }
 
 export interface StreamResult {
   /** Streams that answered 200 text/event-stream. */
   opened: number;
   failed: number;
+  /** Why streams failed to open, with counts, e.g. `{ "no response head within 10000 ms": 488 }`. */
+  failures: Record<string, number>;
   /** Events measured (received during the measurement window). */
   events: number;
   p50Ms: number;
@@ -49,14 +53,20 @@ interface OpenStream {
 }
 
 /** Opens one stream; resolves once its response head arrived (or it failed). */
-function openStream(url: string, headers: Record<string, string>, agent: Agent, onEvent: (delayMs: number) => void): Promise<OpenStream & { ok: boolean }> {
+function openStream(url: string, headers: Record<string, string>, agent: Agent, timeoutMs: number, onEvent: (delayMs: number) => void): Promise<OpenStream & { ok: boolean; failure?: string }> {
   return new Promise((resolve) => {
     const req = request(url, { method: 'GET', agent, headers: { accept: 'text/event-stream', ...headers } });
+    // A proxy that queues the stream (e.g. a connection pool limit) must not hang the bench.
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve({ req, ok: false, failure: `no response head within ${timeoutMs} ms` });
+    }, timeoutMs);
     req.on('response', (res) => {
+      clearTimeout(timer);
       const ok = res.statusCode === 200 && String(res.headers['content-type'] ?? '').startsWith('text/event-stream');
       if (!ok) {
         res.resume();
-        resolve({ req, res, ok: false });
+        resolve({ req, res, ok: false, failure: `HTTP ${res.statusCode} ${res.headers['content-type'] ?? ''}`.trim() });
         return;
       }
       let arrivedAt = 0;
@@ -78,7 +88,7 @@ function openStream(url: string, headers: Record<string, string>, agent: Agent, 
       res.on('error', () => { /* closed by us at the end */ });
       resolve({ req, res, ok: true });
     });
-    req.on('error', () => resolve({ req, ok: false }));
+    req.on('error', (err) => { clearTimeout(timer); resolve({ req, ok: false, failure: err.message }); });
     req.end();
   });
 }
@@ -90,13 +100,13 @@ export async function runStreams(spec: StreamSpec): Promise<StreamResult> {
   const onEvent = (ms: number) => { if (measuring) delays.push(ms); };
 
   // Open in batches so the listen backlog of the proxy under test is not what we measure.
-  const open: Array<OpenStream & { ok: boolean }> = [];
+  const open: Array<OpenStream & { ok: boolean; failure?: string }> = [];
   const batch = 100;
   const rss = sampleRss(spec.pid, 200);
   try {
     for (let i = 0; i < spec.streams; i += batch) {
       const n = Math.min(batch, spec.streams - i);
-      open.push(...(await Promise.all(Array.from({ length: n }, () => openStream(spec.url, spec.headers ?? {}, agent, onEvent)))));
+      open.push(...(await Promise.all(Array.from({ length: n }, () => openStream(spec.url, spec.headers ?? {}, agent, spec.openTimeoutMs ?? 10_000, onEvent)))));
     }
     await new Promise((r) => setTimeout(r, spec.settleS * 1000));
     const cpuBefore = cpuMicros(spec.pid);
@@ -106,9 +116,12 @@ export async function runStreams(spec: StreamSpec): Promise<StreamResult> {
     const cpuAfter = cpuMicros(spec.pid);
     const sorted = Float64Array.from(delays).sort();
     const opened = open.filter((s) => s.ok).length;
+    const failures: Record<string, number> = {};
+    for (const s of open) if (s.failure) failures[s.failure] = (failures[s.failure] ?? 0) + 1;
     return {
       opened,
       failed: open.length - opened,
+      failures,
       events: sorted.length,
       p50Ms: percentile(sorted, 0.5),
       p99Ms: percentile(sorted, 0.99),

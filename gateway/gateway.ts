@@ -13,7 +13,7 @@ import { createProxyServer } from 'http-proxy-3';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { resolvePlugins } from '../config/compile.ts';
-import { loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
+import { ConfigError, loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
 import type { ListenerConfig } from '../config/schema.ts';
 import type { ListenerInfo, SharedServices } from './contract.ts';
 import { coreRefusal, sendRefusal } from './errors.ts';
@@ -25,7 +25,8 @@ import { SessionSealer } from './session-seal.ts';
 import { SessionRegistry } from './sessions.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { startAdminServer } from './admin.ts';
-import { commandProbe, httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
+import { httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
+import { resolveCommand } from './stdio/command.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
 
 export interface StartOptions {
@@ -71,11 +72,19 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
 
   const shared: SharedServices = { redisKeyPrefix: loaded.config.redis?.keyPrefix ?? 'mcpgw:' };
   if (loaded.config.redis?.url) {
+    // No offline queue: while Redis is down, commands fail at once (plugins fall back or refuse)
+    // instead of piling up behind a reconnect.
     shared.redis = new Redis(loaded.config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     shared.redis.on('error', (err) => log.warn({ err: { message: err.message } }, 'redis error'));
+    await waitForRedis(shared.redis, 5_000, log);
   }
 
-  let sealer = SessionSealer.fromConfig(loaded.config.sessions.key, loaded.config.sessions.previousKeys);
+  let sealer: SessionSealer | undefined;
+  try {
+    sealer = SessionSealer.fromConfig(loaded.config.sessions.key, loaded.config.sessions.previousKeys);
+  } catch (err) {
+    throw new ConfigError(loaded.source, [`sessions.key: ${(err as Error).message}`]);
+  }
   if (!sealer) {
     sealer = SessionSealer.random();
     log.warn('sessions.key is not set: session ids are sealed with a random key made at start; they do not survive a restart and replicas cannot share them');
@@ -153,13 +162,21 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       bridges,
     });
 
-  await syncListeners(applyOverrides(loaded, opts));
   try {
+    await syncListeners(applyOverrides(loaded, opts));
     runtime = await build(loaded, resolved);
   } catch (err) {
-    for (const l of listeners.values()) closeServer(l.server);
+    // Release everything a failed start opened, so the caller (a test, a supervisor) is not held up.
+    for (const l of listeners.values()) {
+      l.server.close();
+      l.server.closeAllConnections();
+    }
+    await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
+    shared.redis?.disconnect();
+    proxy.close();
     throw err;
   }
+  metrics.setProcessSource(() => [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []));
 
   const readiness = (): ReadinessCheck[] => {
     const checks: ReadinessCheck[] = [];
@@ -167,7 +184,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       if (u.kind === 'http') checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000) });
     }
     for (const [name, cfg] of Object.entries(runtime.loaded.config.upstreams)) {
-      if ('stdio' in cfg) checks.push({ name: `upstream:${name}`, check: commandProbe(cfg.stdio.command, [runtime.loaded.dir]) });
+      if ('stdio' in cfg) checks.push({ name: `upstream:${name}`, check: stdioProbe(cfg.stdio.command, runtime.loaded.dir) });
     }
     if (shared.redis) checks.push({ name: 'redis', check: redisProbe(shared.redis) });
     return checks;
@@ -186,7 +203,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
           endSession: (id) => sessions.end(id),
           processes: () => [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []),
           readiness,
-          configLoaded: () => true,
+          // While draining, /readyz says no, so load balancers stop sending before the listeners close.
+          configLoaded: () => !draining,
         },
       })
     : undefined;
@@ -293,6 +311,30 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     sessions,
     runtime: () => runtime,
   };
+}
+
+/** Readiness of a stdio upstream: its command resolves the way the bridge will resolve it. */
+function stdioProbe(command: string, dir: string): ReadinessCheck['check'] {
+  return async () => {
+    try {
+      const found = resolveCommand(command, dir, 'readiness');
+      return { ok: true, detail: found.file } as { ok: boolean; reason?: string };
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message };
+    }
+  };
+}
+
+async function waitForRedis(redis: Redis, timeoutMs: number, log: Logger): Promise<void> {
+  if (redis.status === 'ready') return;
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  if (!ready) log.warn({ timeoutMs }, 'redis is not reachable yet: starting anyway; plugins that use it fall back as configured and /readyz reports it');
 }
 
 /** Test and CLI overrides applied to a loaded config (the admin port). */

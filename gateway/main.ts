@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { resolvePlugins } from '../config/compile.ts';
 import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { startGateway } from './gateway.ts';
+import { SessionSealer } from './session-seal.ts';
 
 const USAGE = `usage: npm start -- [--config gateway.yaml] [--check]
   --config FILE  the configuration to use (default ./gateway.yaml)
@@ -33,6 +34,11 @@ async function main(): Promise<number> {
     if (args.check) {
       const loaded = await loadConfigFile(configPath, process.env);
       const routes = await resolvePlugins(loaded);
+      try {
+        SessionSealer.fromConfig(loaded.config.sessions.key, loaded.config.sessions.previousKeys);
+      } catch (err) {
+        throw new ConfigError(loaded.source, [`sessions.key: ${(err as Error).message}`]);
+      }
       const plugins = routes.reduce((n, r) => n + r.plugins.length, 0);
       process.stdout.write(`${configPath}: OK (${loaded.config.listeners.length} listeners, ${routes.length} routes, ${Object.keys(loaded.config.upstreams).length} upstreams, ${plugins} plugins)\n`);
       return 0;

@@ -71,7 +71,7 @@ export interface MessageEvent {
   direction: 'request' | 'response';
   /**
    * JSON-RPC method. For a JSON-RPC response, the method of the request it answers when known;
-   * omit it for responses whose request the gateway did not see (they count as `response`).
+   * omit it (or pass `response`) for responses whose request the gateway did not see.
    */
   method?: string;
   /** `params.name` of a `tools/call`. */
@@ -309,7 +309,7 @@ export class GatewayMetrics {
 
   message(e: MessageEvent): void {
     const route = this.#routes.value(e.route);
-    const method = e.method === undefined ? 'response' : MCP_METHODS.has(e.method) ? e.method : OTHER;
+    const method = e.method === undefined || e.method === 'response' ? 'response' : MCP_METHODS.has(e.method) ? e.method : OTHER;
     const tool = method === 'tools/call' ? this.#toolLabel(route, e.tool) : '';
     this.#messages.inc({ route, direction: e.direction === 'response' ? 'response' : 'request', method, tool });
   }

@@ -32,9 +32,10 @@ import type { CompiledRoute, UpstreamTarget } from './runtime.ts';
 
 /** What the gateway reports to metrics; every method is optional so tests can pass nothing. */
 export interface ExchangeObserver {
-  exchangeDone?(e: { route: string; listener: string; method: string; status: number; gatewayMs: number; upstreamMs?: number }): void;
+  /** `streamed`: an SSE response, whose lifetime is not a latency. */
+  exchangeDone?(e: { route: string; listener: string; method: string; status: number; gatewayMs: number; upstreamMs?: number; streamed?: boolean }): void;
   message?(e: { route: string; direction: 'request' | 'response'; method: string; tool?: string }): void;
-  refusal?(e: { route: string; plugin: string; code: string }): void;
+  refusal?(e: { route: string; plugin: string; code: string; tenant?: string }): void;
   upstreamError?(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' }): void;
   streamOpened?(route: string): void;
   streamClosed?(route: string): void;
@@ -111,6 +112,7 @@ class ExchangeRun {
   cleanups: Array<() => void> = [];
   upstreamReq: import('node:http').ClientRequest | undefined;
   finished = false;
+  streamed = false;
   timedOut: 'connect' | 'firstByte' | 'total' | 'idle' | undefined;
 
   constructor(route: CompiledRoute, req: IncomingMessage, res: ServerResponse, url: URL, env: ProxyEnv) {
@@ -397,7 +399,8 @@ class ExchangeRun {
       return;
     }
     if (this.timedOut) return;
-    if (this.res.destroyed || this.req.destroyed) return;
+    // (req.destroyed is true once its body was read: only the response tells whether the client left.)
+    if (this.res.destroyed) return;
     this.env.observer.upstreamError?.({ upstream: this.upstream.name, kind: err.code === 'ECONNRESET' ? 'reset' : 'unreachable' });
     this.x.log.warn({ err: { code: err.code, message: err.message }, upstream: this.upstream.name }, 'upstream unreachable');
     this.refuse(coreRefusal('GW_ERR_UPSTREAM_UNREACHABLE',
@@ -439,6 +442,8 @@ class ExchangeRun {
     this.res.writeHead(head.status, head.headers);
     this.outcome.status = head.status;
     proxyRes.on('data', (c: Buffer) => { this.outcome.bytesOut += c.length; });
+    // An upstream that dies mid-body: the client must see a broken response, not wait forever.
+    proxyRes.once('close', () => { if (!proxyRes.complete) this.res.destroy(); });
     proxyRes.pipe(this.res);
   }
 
@@ -484,6 +489,7 @@ class ExchangeRun {
     res.flushHeaders();
     res.socket?.setNoDelay(true);
     this.outcome.status = status;
+    this.streamed = true;
     this.env.observer.streamOpened?.(route.info.name);
     const sessionId = this.x.sessionId;
     if (sessionId) this.env.sessions.attachStream(sessionId, res);
@@ -508,8 +514,6 @@ class ExchangeRun {
     const resume = () => {
       if (--busy === 0) proxyRes.resume();
     };
-    for (const a of this.localAnswers) write(messageEvent(JSON.stringify(a)));
-
     const hb = route.config.heartbeat;
     const heartbeat = hb > 0 ? setInterval(() => {
       // Only between events: a comment inside a half-written event would corrupt it.
@@ -531,6 +535,8 @@ class ExchangeRun {
       }));
     }
     if (heartbeat) this.timers.push(heartbeat);
+    // Answers the gateway made for refused elements of a batch go first.
+    for (const a of this.localAnswers) write(messageEvent(JSON.stringify(a)));
 
     const handleBlock = async (block: string): Promise<string> => {
       const fields = parseEvent(block);
@@ -678,6 +684,11 @@ class ExchangeRun {
       }
       chunks.push(c);
     });
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete && size <= limit && !this.finished) {
+        this.refuse(coreRefusal('GW_ERR_UPSTREAM_UNREACHABLE', 'the upstream closed the connection before its answer was complete'));
+      }
+    });
     proxyRes.once('end', () => {
       if (size > limit || this.finished) return;
       void this.finishJson(Buffer.concat(chunks), status, headers).catch((err) => {
@@ -726,7 +737,7 @@ class ExchangeRun {
   noteMessageRefusal(m: unknown, r: Refusal): void {
     const method = (m as { method?: unknown }).method;
     this.outcome.messageRefusals.push({ id: idOf(m), method: typeof method === 'string' ? method : undefined, code: r.code, plugin: r.plugin });
-    this.env.observer.refusal?.({ route: this.route.info.name, plugin: r.plugin ?? 'gateway', code: r.code });
+    this.env.observer.refusal?.({ route: this.route.info.name, plugin: r.plugin ?? 'gateway', code: r.code, tenant: this.x.get(PRINCIPAL)?.tenant });
   }
 
   writeBody(status: number, headers: OutgoingHttpHeaders, body: string): void {
@@ -745,7 +756,7 @@ class ExchangeRun {
     }
     this.outcome.refusal = { code: r.code, plugin: r.plugin };
     this.outcome.status = r.status;
-    this.env.observer.refusal?.({ route: this.route.info.name, plugin: r.plugin ?? 'gateway', code: r.code });
+    this.env.observer.refusal?.({ route: this.route.info.name, plugin: r.plugin ?? 'gateway', code: r.code, tenant: this.x.get(PRINCIPAL)?.tenant });
     const id = this.requestId ?? idOfBody(this.body);
     sendRefusal(this.res, r, id, this.corsHeaders());
   }
@@ -769,7 +780,7 @@ class ExchangeRun {
     this.pipeline.done(this.x, o);
     this.env.observer.exchangeDone?.({
       route: this.route.info.name, listener: this.route.info.listener.name, method: this.x.method,
-      status: o.status, gatewayMs: o.durationMs - (o.upstreamMs ?? 0), upstreamMs: o.upstreamMs,
+      status: o.status, gatewayMs: o.durationMs - (o.upstreamMs ?? 0), upstreamMs: o.upstreamMs, streamed: this.streamed,
     });
   }
 }
@@ -797,8 +808,9 @@ function timeoutMessage(kind: string, upstream: UpstreamTarget): string {
 /** The upstream's response headers minus hop-by-hop ones. */
 function responseHeaders(proxyRes: IncomingMessage): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
+  const named = new Set(String(proxyRes.headers.connection ?? '').toLowerCase().split(',').map((h) => h.trim()));
   for (const [k, v] of Object.entries(proxyRes.headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k)) continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || named.has(k)) continue;
     out[k] = v;
   }
   return out;

@@ -41,7 +41,8 @@ export class SessionSealer {
   /** Parses `sessions.key`/`previousKeys` (base64). Returns undefined for an empty current key. */
   static fromConfig(key: string | undefined, previous: readonly string[]): SessionSealer | undefined {
     if (!key) return undefined;
-    return new SessionSealer([key, ...previous].map(decodeKey));
+    // Empty entries are allowed so `${GATEWAY_SESSION_PREVIOUS_KEY:-}` can stay in the file between rotations.
+    return new SessionSealer([key, ...previous.filter((k) => k !== '')].map(decodeKey));
   }
 
   static random(): SessionSealer {

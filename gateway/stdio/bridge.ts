@@ -31,10 +31,10 @@ export const TENANT_HEADER = 'x-mcp-gateway-tenant';
 export const SUB_HEADER = 'x-mcp-gateway-sub';
 
 /**
- * Largest request body the bridge reads itself (only a session's first POST). The core enforces the
- * route's `maxRequestBytes` before this; the cap here only bounds memory if something else calls.
+ * Largest request body the bridge accepts. The core enforces each route's `maxRequestBytes` before the
+ * bridge sees a request; this cap only bounds memory and must stay above any sensible route limit.
  */
-const MAX_INITIAL_BODY_BYTES = 4 * 1024 * 1024;
+export const MAX_BRIDGE_BODY_BYTES = 64 * 1024 * 1024;
 
 /** One pool entry, as GET /admin/processes shows it (a superset of the admin API's ProcessInfo). */
 export interface ProcessInfo {
@@ -217,7 +217,7 @@ class Bridge implements StdioBridge {
       sendRefusal(res, coreRefusal('GW_ERR_INVALID_REQUEST', 'Bad Request: Mcp-Session-Id header is required'), null);
       return;
     }
-    const body = await readBody(req, MAX_INITIAL_BODY_BYTES);
+    const body = await readBody(req, MAX_BRIDGE_BODY_BYTES);
     if (body === undefined) {
       sendRefusal(res, coreRefusal('GW_ERR_BODY_TOO_LARGE', 'request body too large'), null);
       return;
@@ -245,6 +245,7 @@ class Bridge implements StdioBridge {
         process,
         log: this.#log,
         idleTimeoutMs: this.#cfg.idleTimeout,
+        maxBodyBytes: MAX_BRIDGE_BODY_BYTES,
         onClosed: (s) => this.#sessionClosed(s),
       });
     } catch (err) {

@@ -13,6 +13,8 @@ import type { SpawnSpec } from './command.ts';
 
 /** Longest stdout line (one JSON-RPC message) accepted; a process exceeding it is killed. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
+/** After the process exits, how long its pipes may stay open (held by a grandchild) before we stop waiting. */
+const PIPE_DRAIN_MS = 1000;
 /** Longest stderr line logged; the rest of a longer line is cut. */
 const MAX_STDERR_LINE = 8 * 1024;
 
@@ -64,6 +66,22 @@ export class StdioChild {
       else log.warn({ err }, 'child process error');
     });
     this.#child.once('close', (code, signal) => finish(code, signal));
+    // 'close' waits for the pipes too; a grandchild still holding them would hide the exit. Give the
+    // pipes a moment to drain the last messages, then call it an exit and end the rest of the group.
+    this.#child.once('exit', (code, signal) => {
+      const timer = setTimeout(() => {
+        if (this.#exited) return;
+        if (this.pid !== undefined) {
+          try {
+            process.kill(-this.pid, 'SIGKILL');
+          } catch {
+            /* the group is already gone */
+          }
+        }
+        finish(code, signal);
+      }, PIPE_DRAIN_MS);
+      timer.unref();
+    });
     // A write to a process that just died fails with EPIPE; its exit is handled by 'close'.
     this.#child.stdin!.on('error', (err) => log.debug({ err }, 'stdin write failed'));
 

@@ -23,6 +23,8 @@ export interface BridgeSessionOptions {
   log: Logger;
   /** Close the session after this long without HTTP activity; 0 = never. */
   idleTimeoutMs: number;
+  /** Largest POST body the session's transport reads. */
+  maxBodyBytes: number;
   /** Called once when the session has ended, whatever the reason. */
   onClosed(session: BridgeSession): void;
 }
@@ -51,7 +53,7 @@ export class BridgeSession implements SessionPort {
     this.#log = opts.log;
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     this.#onClosed = opts.onClosed;
-    this.transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => opts.id });
+    this.transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => opts.id, maxRequestBodySize: opts.maxBodyBytes });
     this.transport.onmessage = (msg) => this.#onClientMessage(msg);
     this.transport.onerror = (err) => this.#log.debug({ err }, 'session transport error');
     this.transport.onclose = () => this.#release();

@@ -148,6 +148,10 @@ test('hop-by-hop headers and the client credentials never reach the upstream; it
       cookie: 'sid=client-cookie-value',
       'accept-encoding': 'gzip, br',
       'x-end-to-end': 'kept',
+      // Headers the gateway owns (identity for stdio bridges and signed identity): a client must not forge them.
+      'x-mcp-gateway-tenant': 'forged-tenant',
+      'x-mcp-gateway-sub': 'forged-sub',
+      'x-mcp-gateway-signature': 'forged-signature',
       'mcp-protocol-version': '2025-06-18',
     },
     body: call(1),
@@ -163,9 +167,52 @@ test('hop-by-hop headers and the client credentials never reach the upstream; it
   assert.equal(rec.headers['x-end-to-end'], 'kept', 'end-to-end headers pass');
   assert.equal(rec.headers['mcp-protocol-version'], '2025-06-18');
   const everything = rec.rawHeaders.join('\n');
-  for (const secret of ['client-secret-token', 'client-cookie-value', 'hop-named-value', 'cHJveHk6cHJveHktc2VjcmV0']) {
+  for (const h of ['x-mcp-gateway-tenant', 'x-mcp-gateway-sub', 'x-mcp-gateway-signature']) {
+    assert.equal(rec.headers[h], undefined, `${h} from the client must not reach the upstream`);
+  }
+  for (const secret of ['forged-tenant', 'client-secret-token', 'client-cookie-value', 'hop-named-value', 'cHJveHk6cHJveHktc2VjcmV0']) {
     assert.ok(!everything.includes(secret), `${secret} leaked upstream`);
   }
+});
+
+/** Makes the upstream answer with extra response headers for the duration of `fn`. */
+async function withUpstreamHeaders(headers: Record<string, string>, fn: () => Promise<void>): Promise<void> {
+  up.respond((rec) => ({ kind: 'json', body: { jsonrpc: '2.0', id: (rec.json as { id: number }).id, result: {} }, headers }));
+  try {
+    await fn();
+  } finally {
+    up.respond(dispatch);
+  }
+}
+
+test('hop-by-hop headers of the upstream response never reach the client', async () => {
+  await withUpstreamHeaders({ 'keep-alive': 'timeout=1, max=7', 'proxy-authenticate': 'Basic', 'x-end-to-end': 'kept' }, async () => {
+    const a = await request(`${base}/mcp`, { method: 'POST', headers: json, body: call(21) });
+    assert.equal(a.status, 200);
+    assert.equal(a.headers['x-end-to-end'], 'kept');
+    assert.notEqual(a.headers['keep-alive'], 'timeout=1, max=7', "the upstream's keep-alive is not the client's");
+    assert.equal(a.headers['proxy-authenticate'], undefined);
+  });
+});
+
+test('a header the upstream names in its Connection header does not reach the client', async () => {
+  await withUpstreamHeaders({ connection: 'keep-alive, x-upstream-hop', 'x-upstream-hop': 'hop-value' }, async () => {
+    const a = await request(`${base}/mcp`, { method: 'POST', headers: json, body: call(22) });
+    assert.equal(a.status, 200);
+    assert.equal(a.headers['x-upstream-hop'], undefined);
+  });
+});
+
+test('a chunked POST is forwarded with a Content-Length, not re-chunked', async () => {
+  const body = call(20);
+  const answer = await raw(base,
+    `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+    `5\r\n${body.slice(0, 5)}\r\n${(body.length - 5).toString(16)}\r\n${body.slice(5)}\r\n0\r\n\r\n`);
+  assert.match(answer, /^HTTP\/1\.1 200 /, answer);
+  const rec = up.requests.at(-1)!;
+  assert.equal(rec.body, body);
+  assert.equal(rec.headers['content-length'], String(Buffer.byteLength(body)));
+  assert.equal(rec.headers['transfer-encoding'], undefined);
 });
 
 test('Upgrade (with and without Connection: upgrade) is not forwarded', async () => {
@@ -364,6 +411,35 @@ test('a client that disconnects before the first byte aborts the upstream reques
   const rec = up.requests[before];
   req.destroy();
   await up.waitFor(() => rec.aborted, 3000, 'the upstream request to be closed');
+});
+
+test('an upstream that crashes mid-stream ends the client response', async () => {
+  up.respond((rec) => (rec.method === 'POST'
+    ? { kind: 'sse', hangUp: true, events: [{ data: '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}' }] }
+    : dispatch(rec)));
+  try {
+    const res = await fetch(`${base}/mcp`, { method: 'POST', headers: json, body: call(23), signal: AbortSignal.timeout(3000) });
+    assert.equal(res.status, 200);
+    // The stream must end (cleanly or with an error), not hang until the client's own timeout.
+    const text = await res.text().catch((err: Error) => `ended with ${err.name}`);
+    assert.ok(!/TimeoutError/.test(text), 'the client response ended when the upstream went away');
+  } finally {
+    up.respond(dispatch);
+  }
+});
+
+test('a request body cut short is not forwarded', async () => {
+  const before = up.requests.length;
+  await new Promise<void>((resolve) => {
+    const sock = net.connect(Number(new URL(base).port), '127.0.0.1', () => {
+      sock.write('POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"jsonrpc":"2.0","id":1,');
+      setTimeout(() => sock.destroy(), 100);
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => resolve());
+  });
+  await sleep(300);
+  assert.equal(up.requests.length, before);
 });
 
 test('an upstream that ends its stream ends the client response', async () => {

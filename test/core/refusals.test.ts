@@ -28,12 +28,20 @@ function dispatch(rec: RecordedRequest): Reply {
     if (rec.query.get('type') === 'text') return { kind: 'text', status: code, body: `upstream says ${code}`, headers: { 'x-upstream': 'yes' } };
     return { kind: 'json', status: code, headers: { 'x-upstream': 'yes' }, body: { jsonrpc: '2.0', id: null, error: { code: -32600, message: `upstream ${code}` } } };
   }
-  if (rec.path.startsWith('/slow')) return { ...rpcResult((rec.json as { id?: unknown })?.id ?? null), delayMs: 3000 } as Reply;
+  if (rec.path.startsWith('/slow')) return { kind: 'json', delayMs: 3000, body: { jsonrpc: '2.0', id: (rec.json as { id?: unknown })?.id ?? null, result: {} } };
   if (rec.path === '/sse' && rec.method === 'GET') {
     return { kind: 'sse', keepOpen: true, events: [{ event: 'endpoint', data: '/message?sessionId=legacy-abc' }] };
   }
   if (rec.path === '/message') return { kind: 'never' };
   if (rec.path.endsWith('/hangup')) return { kind: 'close' };
+  const id = (rec.json as { id?: unknown } | undefined)?.id ?? null;
+  if (rec.path.endsWith('/truncated')) {
+    // Promises 100 bytes, sends 24, hangs up: an upstream that crashed while answering.
+    return { kind: 'raw', bytes: 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"jsonrpc":"2.0","id":1,' };
+  }
+  if (rec.path.endsWith('/big')) return rpcResult(id, { pad: 'z'.repeat(5000) });
+  if (rec.path.endsWith('/badjson')) return { kind: 'text', status: 200, headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0","id":1,"result":' };
+  if (rec.path.endsWith('/quiet')) return { kind: 'sse', keepOpen: true, events: [{ data: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'hi' } }) }] };
   if (Array.isArray(rec.json)) {
     const answers = rec.json.filter((m) => m.id !== undefined).map((m) => ({ jsonrpc: '2.0', id: m.id, result: { ok: true } }));
     return answers.length ? { kind: 'json', body: answers } : { kind: 'text', status: 202 };
@@ -54,13 +62,15 @@ listeners: [{ name: main, port: 0 }]
 upstreams:
   up: { url: "\${UP}/mcp" }
   slow: { url: "\${UP}/slow", timeouts: { firstByte: 200ms } }
+  idle: { url: "\${UP}/mcp", timeouts: { idle: 300ms } }
   dead: { url: "http://127.0.0.1:\${DEAD}/mcp", timeouts: { connect: 2s } }
   legacy: { url: "\${UP}" }
 routes:
   - { listener: main, path: /mcp, upstream: up, maxRequestBytes: 1kb }
   - { listener: main, path: /slow, upstream: slow }
   - { listener: main, path: /dead, upstream: dead }
-  - { listener: main, path: /audited, upstream: up, plugins: [{ type: audit, destination: log }] }
+  - { listener: main, path: /audited, upstream: up, maxResponseBytes: 2kb, plugins: [{ type: audit, destination: log }] }
+  - { listener: main, path: /idle, upstream: idle, heartbeat: 0 }
   - { listener: main, path: /legacy, upstream: legacy, legacyPostTimeout: 300ms, heartbeat: 0 }
 log: { level: warn }
 `, { env: { UP: up.url, DEAD: String(dead) } });
@@ -118,11 +128,8 @@ test('a working round trip first (so the refusals below are not a broken setup)'
   assert.deepEqual(a.json, { jsonrpc: '2.0', id: 1, result: { ok: true } });
 });
 
-const UNREACHABLE_BUG = 'core bug: proxy.ts onUpstreamError returns early when req.destroyed, which Node sets once the ' +
-  'request body was consumed (always, by then), so upstream errors are ignored: a refused connection waits for ' +
-  'timeouts.connect and answers 504 GW_ERR_UPSTREAM_TIMEOUT; with connect: 0, or a reset after connecting, the client hangs';
 
-test('upstream unreachable: 502 GW_ERR_UPSTREAM_UNREACHABLE with the request id, at once', { todo: UNREACHABLE_BUG }, async () => {
+test('upstream unreachable: 502 GW_ERR_UPSTREAM_UNREACHABLE with the request id, at once', async () => {
   const started = Date.now();
   assertRefusal(await post('/dead', call(41)), 502, 'GW_ERR_UPSTREAM_UNREACHABLE', 41);
   assert.ok(Date.now() - started < 1000, 'a refused connection is known at once; no need to wait for timeouts.connect');
@@ -134,7 +141,7 @@ test('upstream unreachable: 502 GW_ERR_UPSTREAM_UNREACHABLE with the request id,
   assert.equal(await gatewayCode(get), 'GW_ERR_UPSTREAM_UNREACHABLE');
 });
 
-test('an upstream that hangs up without answering: 502 GW_ERR_UPSTREAM_UNREACHABLE, not a hung client', { todo: UNREACHABLE_BUG }, async () => {
+test('an upstream that hangs up without answering: 502 GW_ERR_UPSTREAM_UNREACHABLE, not a hung client', async () => {
   const res = await fetch(`${base}/mcp/hangup`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(42)), signal: AbortSignal.timeout(3000),
   });
@@ -242,6 +249,10 @@ test('on a route without message plugins, bytes pass through unparsed (the upstr
 
 for (const status of [400, 404, 405, 409]) {
   test(`upstream ${status} passes through unchanged (status, headers and body), with and without message plugins`, async () => {
+    const get = await fetch(`${base}/mcp/status/${status}`, { headers: { accept: 'text/event-stream' } });
+    assert.equal(get.status, status, 'GET too (the SDK client relies on 405 for GET)');
+    assert.equal(get.headers.get('x-upstream'), 'yes');
+    await get.body?.cancel();
     for (const prefix of ['/mcp', '/audited']) {
       const json = await post(`${prefix}/status/${status}`, call(1));
       assert.equal(json.status, status, `${prefix}: ${json.text}`);
@@ -254,6 +265,51 @@ for (const status of [400, 404, 405, 409]) {
     }
   });
 }
+
+test('upstream JSON over maxResponseBytes on a route that inspects responses: 502 GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE', async () => {
+  assertRefusal(await post('/audited/big', call(31)), 502, 'GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE', 31);
+  // Without message plugins the body is streamed, not buffered, so no cap applies.
+  const streamed = await post('/mcp/big', call(32));
+  assert.equal(streamed.status, 200);
+  assert.equal(streamed.json.result.pad.length, 5000);
+});
+
+test('malformed upstream JSON on a route that inspects responses: 502 GW_ERR_UPSTREAM_BAD_RESPONSE', async () => {
+  assertRefusal(await post('/audited/badjson', call(33)), 502, 'GW_ERR_UPSTREAM_BAD_RESPONSE', 33);
+});
+
+
+test('an upstream that dies mid-body on a route that inspects responses: 502, not a hung client', async () => {
+  const res = await fetch(`${base}/audited/truncated`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(35)), signal: AbortSignal.timeout(3000),
+  });
+  assert.equal(res.status, 502);
+  const body = (await res.json()) as { id: unknown; error: { data: { code: string } } };
+  assert.match(body.error.data.code, /^GW_ERR_UPSTREAM_(UNREACHABLE|BAD_RESPONSE)$/);
+  assert.equal(body.id, 35);
+});
+
+test('an upstream that dies mid-body on a pass-through route: the client response is broken off, not left hanging', async () => {
+  const started = Date.now();
+  const res = await fetch(`${base}/mcp/truncated`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(36)), signal: AbortSignal.timeout(3000),
+  });
+  assert.equal(res.status, 200, 'the head was already relayed');
+  const outcome = await res.text().then(() => 'complete', (err: Error) => err.name);
+  assert.notEqual(outcome, 'complete', 'a truncated body must not look complete');
+  assert.notEqual(outcome, 'TimeoutError', 'the client must not wait for bytes that will never come');
+  assert.ok(Date.now() - started < 2000);
+});
+
+test('timeouts.idle ends a silent SSE stream (its head is already sent, so it is ended, not replaced)', async () => {
+  const started = Date.now();
+  const res = await fetch(`${base}/idle/quiet`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify(call(34)), signal: AbortSignal.timeout(5000) });
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  const elapsed = Date.now() - started;
+  assert.match(text, /notifications\/message/, 'the event before the silence arrived');
+  assert.ok(elapsed >= 250 && elapsed < 3000, `ended after ${elapsed}ms, expected ~300ms`);
+});
 
 async function initialize(path = '/mcp'): Promise<string> {
   const a = await post(path, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } });

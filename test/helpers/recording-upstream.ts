@@ -41,8 +41,13 @@ export interface SseEvent {
 export type Reply =
   | { kind: 'json'; status?: number; headers?: Record<string, string>; body: unknown; delayMs?: number }
   | { kind: 'text'; status: number; headers?: Record<string, string>; body?: string; delayMs?: number }
-  /** An SSE response; with `keepOpen` the stream stays open after the last event until the peer closes. */
-  | { kind: 'sse'; status?: number; headers?: Record<string, string>; events: SseEvent[]; keepOpen?: boolean; delayMs?: number }
+  /**
+   * An SSE response. After the last event: with `keepOpen` the stream stays open until the peer closes;
+   * with `hangUp` the socket is destroyed (an upstream crashing mid-stream); else the response ends.
+   */
+  | { kind: 'sse'; status?: number; headers?: Record<string, string>; events: SseEvent[]; keepOpen?: boolean; hangUp?: boolean; delayMs?: number }
+  /** Exact bytes written to the socket (status line, headers, body), which is then closed. */
+  | { kind: 'raw'; bytes: string }
   /** Read the request, then say nothing, ever (until the connection is closed by the other side). */
   | { kind: 'never' }
   /** Destroy the socket without answering. */
@@ -117,6 +122,11 @@ export async function startRecordingUpstream(responder?: Responder): Promise<Rec
       res.socket?.destroy();
       return;
     }
+    if (reply.kind === 'raw') {
+      const socket = res.socket;
+      socket?.end(reply.bytes, 'latin1');
+      return;
+    }
     if (reply.delayMs) await pause(reply.delayMs);
     if (res.destroyed) return;
     if (reply.kind === 'json') {
@@ -138,7 +148,8 @@ export async function startRecordingUpstream(responder?: Responder): Promise<Rec
       if (res.destroyed) return;
       res.write(formatEvent(e));
     }
-    if (!reply.keepOpen) res.end();
+    if (reply.hangUp) res.socket?.destroy();
+    else if (!reply.keepOpen) res.end();
   }
 
   /** A delay that does not keep the process alive after close(). */

@@ -463,7 +463,7 @@ describe('the compose config, run by the real gateway against the real FalkorDB 
       assert.equal(anon.status, 401);
 
       const ready = await fetch(`${gw.adminUrl()}/readyz`);
-      const readyBody = await ready.json();
+      const readyBody = (await ready.json()) as { checks: Array<{ name: string }> };
       assert.equal(ready.status, 200, JSON.stringify(readyBody));
       assert.deepEqual(readyBody.checks.map((c: { name: string }) => c.name).sort(), ['config', 'redis', 'upstream:falkordb']);
 
@@ -471,6 +471,10 @@ describe('the compose config, run by the real gateway against the real FalkorDB 
       assert.match(metrics, /mcpgw_http_requests_total\{route="graph-header",listener="header",method="POST",status="200"\} \d+/);
       assert.match(metrics, /mcpgw_http_requests_total\{route="graph-query",listener="query",method="POST",status="200"\} \d+/);
       assert.match(metrics, /mcpgw_refusals_total\{route="graph-header",plugin="token",code="GW_ERR_TOKEN_MISSING"\} 1/);
+      assert.match(metrics, /mcpgw_jsonrpc_messages_total\{route="graph-header",direction="request",method="tools\/list",tool=""\} 1/);
+      assert.match(metrics, /mcpgw_jsonrpc_messages_total\{route="graph-query",direction="request",method="tools\/call",tool="list_graphs"\} 1/);
+      assert.match(metrics, /mcpgw_upstream_duration_seconds_count\{route="graph-header"\} [1-9]/);
+      assert.doesNotMatch(metrics, /acme|alice/, 'no tenant or subject in metric labels');
 
       const sessions = await fetch(`${gw.adminUrl()}/admin/sessions?tenant=acme`, { headers: { authorization: `Bearer ${dotenv.GATEWAY_ADMIN_TOKEN}` } });
       assert.equal(sessions.status, 200);

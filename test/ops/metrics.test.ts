@@ -2,6 +2,8 @@
  * GatewayMetrics: the exposition text, and that no label can grow without bound.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { register as globalRegistry } from 'prom-client';
 import { GatewayMetrics, OTHER } from '../../gateway/metrics.ts';
@@ -63,6 +65,7 @@ describe('GatewayMetrics', () => {
     m.message({ route: 'r', direction: 'request', method: 'tools/list', tool: 'ignored' });
     m.message({ route: 'r', direction: 'response', method: 'tools/call', tool: 'query_graph' });
     m.message({ route: 'r', direction: 'response' });
+    m.message({ route: 'r', direction: 'response', method: 'response' });
     m.message({ route: 'r', direction: 'request', method: 'evil/method-with-a-session-id-1234' });
     // A client may name any tool: one with an unsafe name, then more distinct names than the cap.
     m.message({ route: 'r', direction: 'request', method: 'tools/call', tool: 'x" } 1\nfake_metric 9' });
@@ -73,7 +76,7 @@ describe('GatewayMetrics', () => {
     assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'request', method: 'tools/call', tool: 'query_graph' }), 1);
     assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'request', method: 'tools/list', tool: '' }), 1);
     assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'response', method: 'tools/call', tool: 'query_graph' }), 1);
-    assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'response', method: 'response', tool: '' }), 1);
+    assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'response', method: 'response', tool: '' }), 2);
     assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'request', method: OTHER, tool: '' }), 1);
     // query_graph + made_up_0 + made_up_1 fill the cap of 3; the unsafe name and 48 others are `other`.
     assert.equal(sample(t, 'mcpgw_jsonrpc_messages_total', { route: 'r', direction: 'request', method: 'tools/call', tool: OTHER }), 49);
@@ -200,5 +203,15 @@ describe('GatewayMetrics', () => {
     assert.match(ta, /^mcpgw_process_resident_memory_bytes \d+/m);
     assert.equal((await a.render()).contentType.startsWith('text/plain'), true);
     assert.equal(globalRegistry.getMetricsAsArray().length, 0);
+  });
+
+  it('documents every gateway metric in docs/operations.md', async () => {
+    const docs = readFileSync(path.resolve(import.meta.dirname, '../../docs/operations.md'), 'utf8');
+    const ours = (await text(new GatewayMetrics({ processMetrics: false })))
+      .split('\n')
+      .filter((l) => l.startsWith('# TYPE mcpgw_'))
+      .map((l) => l.split(' ')[2]);
+    assert.ok(ours.length >= 15);
+    for (const name of ours) assert.ok(docs.includes(`\`${name}\``), `${name} is not in the metrics list of docs/operations.md`);
   });
 });

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { bridgeFor, captureLog, children, connect, textOf, waitFor, refusalOf } from './fixtures.ts';
+import { bridgeFor, captureLog, children, connect, groupMembers, textOf, waitFor, refusalOf } from './fixtures.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 
@@ -139,6 +139,26 @@ describe('stdio bridge lifecycle', () => {
       assert.equal(info.state, 'running');
       assert.ok(!children().pids.includes(pid), 'the killed child was reaped');
       assert.ok(cap.lines().some((l) => l.msg === 'upstream process exited unexpectedly' && l.pool === 'crash'));
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a crash is noticed even when a grandchild keeps the pipes open; the whole group is ended', async () => {
+    // `exec` makes the server the shell's pid; the backgrounded sleep inherits its stdout and stderr.
+    const bridge = await bridgeFor({ command: 'sh', args: ['-c', `sleep 60 & exec "${process.execPath}" "${FAKE}"`] }, { configDir: dir });
+    try {
+      const s = await connect(bridge, 'group');
+      const pid = bridge.processes()[0].pid;
+      assert.equal(groupMembers(pid).length, 2, 'the server and the sleep share the process group');
+      const inFlight = s.client.callTool({ name: 'sleep', arguments: { ms: 10_000 } });
+      await waitFor('request in flight', () => bridge.processes()[0].inFlight === 1);
+      const killedAt = Date.now();
+      process.kill(pid, 'SIGKILL');
+      await assert.rejects(inFlight, (err: unknown) => err instanceof McpError && (err.data as { code: string }).code === 'GW_ERR_UPSTREAM_CRASHED');
+      assert.ok(Date.now() - killedAt < 5000, 'noticed without waiting for the grandchild');
+      await waitFor('the grandchild (sleep) is gone too', () => groupMembers(pid).length === 0 && children().pids.length === 0);
       await s.client.close();
     } finally {
       await bridge.close();

@@ -133,3 +133,19 @@ export interface RefusalBody {
 export async function refusalOf(res: Response): Promise<RefusalBody> {
   return (await res.json()) as RefusalBody;
 }
+
+/** Live processes (zombies excluded) in the process group `pgid`, wherever they were reparented. */
+export function groupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[2]) === pgid && rest[0] !== 'Z') out.push(Number(entry));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { startGraphUpstream, type GraphUpstream } from '../helpers/graph-upstream.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { freePort } from '../helpers/upstreams.ts';
-import { AUTH_PLUGINS, GATEWAY_ENV, callMessage, openRawSession, post, tokenFor } from './e2e-support.ts';
+import { AUTH_PLUGINS, GATEWAY_ENV, callMessage, openRawSession, post, tokenFor, waitReady, type RefusalBody } from './e2e-support.ts';
 import { redisAvailable } from './fixtures.ts';
 
 const redis = await redisAvailable();
@@ -57,6 +57,8 @@ describe('rate-limit on a shared Redis', { skip: redis.ok ? false : redis.reason
       '{ type: rate-limit, store: redis, limits: [{ name: calls, points: 20, duration: 1m, match: { method: tools/call } }] }');
     const [a, b] = await Promise.all([startTestGateway(yaml, { env: GATEWAY_ENV }), startTestGateway(yaml, { env: GATEWAY_ENV })]);
     gateways.push(a, b);
+    // Until its Redis connection is up a gateway counts in its insurance limiter: wait for it.
+    await Promise.all([waitReady(a.adminUrl()), waitReady(b.adminUrl())]);
     const token = await tokenFor('acme');
     const [sa, sb] = await Promise.all([openRawSession(a.url() + '/mcp', token), openRawSession(b.url() + '/mcp', token)]);
     const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => post(i % 2 ? sa : sb, callMessage('query_graph', { graphName: 'g', query: 'MATCH' }))));
@@ -80,7 +82,7 @@ describe('rate-limit on a shared Redis', { skip: redis.ok ? false : redis.reason
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
     });
     assert.equal(init.status, 503);
-    assert.equal((await init.json()).error.data.code, 'GW_ERR_RATE_LIMIT_UNAVAILABLE');
+    assert.equal(((await init.json()) as RefusalBody).error.data.code, 'GW_ERR_RATE_LIMIT_UNAVAILABLE');
     assert.ok(closed.logs().some((l) => l.code === 'GW_ERR_RATE_LIMIT_STORE'), 'the failure is logged');
 
     const insured = await startTestGateway(gatewayYaml(upstream.url, dead, keyPrefix,

@@ -15,7 +15,7 @@ export const AUDIENCE = 'mcp-gateway-tenant-test';
 /** Absolute path of the wire-recorder test plugin, for `- type: <path>` in gateway.yaml. */
 export const WIRE_RECORDER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/tenant/wire-recorder.ts');
 
-/** Plugins that establish PRINCIPAL from an HS256 bearer token (YAML flow sequence items). */
+/** Plugins that establish PRINCIPAL from an HS256 bearer token (YAML block sequence items). */
 export const AUTH_PLUGINS = `
       - { type: token }
       - type: jwt
@@ -38,6 +38,19 @@ export async function tokenFor(tenant: string, opts: { sub?: string; scope?: str
 }
 
 const ACCEPT = 'application/json, text/event-stream';
+
+/** Waits until the gateway's /readyz says every check (Redis included) passes. */
+export async function waitReady(adminUrl: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const res = await fetch(`${adminUrl}/readyz`);
+    last = await res.text();
+    if (res.status === 200) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`gateway not ready after ${timeoutMs}ms: ${last}`);
+}
 
 export interface RawSession {
   url: string;
@@ -95,6 +108,11 @@ export async function post(s: RawSession, body: unknown): Promise<RawAnswer> {
     messages = Array.isArray(parsed) ? parsed : [parsed];
   }
   return { status: res.status, headers: res.headers, messages };
+}
+
+/** The body of a gateway refusal: a JSON-RPC error with the stable code in `data.code`. */
+export interface RefusalBody {
+  error: { code: number; message: string; data: { code: string } & Record<string, unknown> };
 }
 
 let ids = 1000;

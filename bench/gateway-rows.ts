@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
-import { freePort, spawnChild, waitForPort, type BenchChild } from './processes.ts';
+import { freePort, readyOrStop, spawnChild, waitForPort, type BenchChild } from './processes.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const gatewayMain = path.join(repoRoot, 'gateway', 'main.ts');
@@ -153,6 +153,6 @@ export async function startGatewayChild(variant: GatewayVariant, baseDir: string
     cwd: dir,
     env: { BENCH_JWT_SECRET: creds.secret, NODE_ENV: 'production' },
   });
-  await waitForPort(child, port, 30_000);
+  await readyOrStop(child, waitForPort(child, port, 30_000));
   return { child, port, url: `http://127.0.0.1:${port}/mcp` };
 }

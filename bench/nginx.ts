@@ -10,7 +10,7 @@
 import { accessSync, constants } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { freePort, spawnChild, waitForPort, type BenchChild } from './processes.ts';
+import { freePort, readyOrStop, spawnChild, waitForPort, type BenchChild } from './processes.ts';
 
 /** Path of the nginx binary: `nginx` on PATH, else /usr/sbin/nginx; undefined when absent. */
 export function findNginx(): string | undefined {
@@ -78,6 +78,6 @@ export async function startNginx(binary: string, dir: string, upstreamPort: numb
     command: binary,
     args: ['-p', dir, '-c', configPath, '-e', path.join(dir, 'error.log')],
   });
-  await waitForPort(child, port);
+  await readyOrStop(child, waitForPort(child, port));
   return { child, port };
 }

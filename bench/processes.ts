@@ -160,3 +160,13 @@ export async function waitForPort(c: BenchChild, port: number, timeoutMs = 20_00
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Runs `ready`; if it fails, stops the child first so a failed start never leaves a process behind. */
+export async function readyOrStop<T>(c: BenchChild, ready: Promise<T>): Promise<T> {
+  try {
+    return await ready;
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+}

@@ -127,7 +127,7 @@ export function renderReport(input: {
 
   out.push('Request/response (POST tools/call, application/json answer). CPU = the proxy process (direct: the upstream).');
   out.push(table(
-    ['row', 'req/s', '×naive', 'p50 ms', 'p99 ms', 'CPU µs/req', '×naive', '×gateway', 'errors'],
+    ['row', 'req/s', '×naive', 'p50 ms', 'p99 ms', 'CPU µs/req', '×naive', '×gateway', 'peak RSS', 'errors'],
     input.rows.filter((r) => r.load).map((r) => {
       const l = r.load!;
       return [
@@ -139,6 +139,7 @@ export function renderReport(input: {
         fmt(l.cpuUsPerReq, 1),
         naive ? fmt(l.cpuUsPerReq / naive.cpuUsPerReq, 2) : '—',
         gw ? fmt(l.cpuUsPerReq / gw.cpuUsPerReq, 2) : '—',
+        mb(l.peakRssBytes),
         l.non2xx + l.errors > 0 ? `${l.non2xx} non-2xx, ${l.errors} errors` : '0',
       ];
     }),

@@ -17,7 +17,7 @@ import { runLoad, type LoadResult } from './load.ts';
 import { runStreams } from './sse.ts';
 import { readOptions, type BenchOptions } from './options.ts';
 import type { StdioMuxResult } from './stdio-mux.ts';
-import { rssBytes, spawnChild, waitForLine, type BenchChild } from './processes.ts';
+import { readyOrStop, rssBytes, spawnChild, waitForLine, type BenchChild } from './processes.ts';
 import { findNginx, startNginx } from './nginx.ts';
 import {
   GATEWAY_VARIANTS, gatewayAvailable, mintCredentials, registeredPluginTypes, startGatewayChild,
@@ -81,7 +81,7 @@ async function startUpstream(opts: BenchOptions): Promise<{ child: BenchChild; u
     args: [path.join(benchDir, 'upstream.ts')],
     env: { BENCH_SSE_INTERVAL_MS: String(opts.streamIntervalMs) },
   });
-  const port = await waitForLine(child, /listening (\d+)/);
+  const port = await readyOrStop(child, waitForLine(child, /listening (\d+)/));
   return { child, url: `http://127.0.0.1:${port}` };
 }
 
@@ -91,7 +91,7 @@ async function startNaive(upstreamUrl: string): Promise<{ child: BenchChild; url
     command: process.execPath,
     args: [path.join(benchDir, 'naive-proxy.ts'), upstreamUrl],
   });
-  const port = await waitForLine(child, /listening (\d+)/);
+  const port = await readyOrStop(child, waitForLine(child, /listening (\d+)/));
   return { child, url: `http://127.0.0.1:${port}` };
 }
 

@@ -23,7 +23,8 @@ export class GatewayExchange implements Exchange {
   sessionId: string | undefined;
   transport: Transport;
   readonly startedAt: bigint;
-  log: Logger;
+  readonly #parentLog: Logger;
+  #log: Logger | undefined;
   readonly #state = new Map<Key<unknown>, unknown>();
 
   constructor(init: { id: string; route: RouteInfo; req: IncomingMessage; url: URL; log: Logger; transport?: Transport }) {
@@ -32,10 +33,16 @@ export class GatewayExchange implements Exchange {
     this.req = init.req;
     this.method = init.req.method ?? 'GET';
     this.url = init.url;
-    this.log = init.log;
+    this.#parentLog = init.log;
     this.transport = init.transport ?? 'unknown';
     this.startedAt = process.hrtime.bigint();
     this.upstreamHeaders = forwardableHeaders(init.req.headers);
+  }
+
+  /** Bound to this exchange and route; made on first use (most exchanges never log). */
+  get log(): Logger {
+    this.#log ??= this.#parentLog.child({ exchange: this.id, route: this.route.name });
+    return this.#log;
   }
 
   get<T>(key: Key<T>): T | undefined {

@@ -27,6 +27,10 @@ export class Pipeline {
     this.#onDone = plugins.filter((p) => p.onDone).reverse();
   }
 
+  get hasResponseHooks(): boolean {
+    return this.#onResponse.length > 0;
+  }
+
   /** Whether request bodies must be parsed into messages for this route. */
   get inspectsRequests(): boolean {
     return this.#onRequestMessage.length > 0;

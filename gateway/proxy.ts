@@ -125,7 +125,7 @@ class ExchangeRun {
     const id = typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128
       ? req.headers['x-request-id']
       : randomUUID();
-    this.x = new GatewayExchange({ id, route: route.info, req, url, log: env.log.child({ exchange: id, route: route.info.name }) });
+    this.x = new GatewayExchange({ id, route: route.info, req, url, log: env.log });
     res.once('close', () => this.finish());
   }
 
@@ -165,7 +165,7 @@ class ExchangeRun {
     const headerValue = this.req.headers[SESSION_HEADER];
     this.upstreamPathAndQuery = this.route.upstreamPath(this.x.url);
 
-    const legacyParam = this.x.url.searchParams.get(LEGACY_SESSION_PARAM);
+    const legacyParam = this.x.url.search.includes(LEGACY_SESSION_PARAM) ? this.x.url.searchParams.get(LEGACY_SESSION_PARAM) : null;
     if (legacyParam !== null && this.req.method === 'POST') {
       const opened = this.env.sealer.open(SEAL_KIND.legacyEndpoint, legacyParam, this.owner, binding);
       if (!opened || !opened.ownerMatches) return this.sessionNotFound();
@@ -364,7 +364,7 @@ class ExchangeRun {
       xfwd: true,
       selfHandleResponse: true,
       agent: this.upstream.agent,
-      buffer: this.body ? Readable.from([this.body]) : undefined,
+      buffer: this.body ? bodySource(this.body) : undefined,
     }, (err) => this.onUpstreamError(err as NodeJS.ErrnoException));
   }
 
@@ -419,10 +419,12 @@ class ExchangeRun {
     this.sealResponseSession(headers);
     const head = { status: proxyRes.statusCode ?? 502, headers };
     let refused: Refusal | undefined;
-    try {
-      refused = await this.pipeline.response(head, this.x);
-    } catch (err) {
-      refused = coreRefusal('GW_ERR_PLUGIN_FAILED', (err as Error).message);
+    if (this.pipeline.hasResponseHooks) {
+      try {
+        refused = await this.pipeline.response(head, this.x);
+      } catch (err) {
+        refused = coreRefusal('GW_ERR_PLUGIN_FAILED', (err as Error).message);
+      }
     }
     if (refused) {
       proxyRes.destroy();
@@ -783,6 +785,15 @@ class ExchangeRun {
       status: o.status, gatewayMs: o.durationMs - (o.upstreamMs ?? 0), upstreamMs: o.upstreamMs, streamed: this.streamed,
     });
   }
+}
+
+/**
+ * The already-read request body as http-proxy-3's `buffer` option. The proxy only ever calls
+ * `buffer.pipe(upstreamRequest)`, so a one-write source does the job of a Readable without one being
+ * built per request.
+ */
+function bodySource(body: Buffer): Readable {
+  return { pipe: (dest: NodeJS.WritableStream) => dest.end(body) } as unknown as Readable;
 }
 
 /** Node timers overflow past ~24.8 days (a 30-day token's expiry): re-arm until the moment comes. */

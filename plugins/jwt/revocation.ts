@@ -64,7 +64,9 @@ export function fileRevocationList(file: string, opts: { intervalMs: number; log
 export async function redisRevocationList(redis: Redis, keyPrefix: string, opts: { refreshMs: number; log: Logger }): Promise<RevocationList> {
   const key = revokedKey(keyPrefix);
   let revoked = new Set(await redis.smembers(key));
-  const subscriber = redis.duplicate();
+  // The shared client has no offline queue (commands fail fast while Redis is down); the subscriber
+  // is a fresh connection that must be allowed to queue its SUBSCRIBE until it is connected.
+  const subscriber = redis.duplicate({ enableOfflineQueue: true });
   subscriber.on('error', (err) => opts.log.warn({ err: err.message }, 'revocation subscriber error'));
   // Ids heard on the channel while a refresh is in flight: its reply may predate them.
   let heardDuringRefresh: string[] | undefined;

@@ -8,9 +8,12 @@ import { percentile, type LoadResult } from '../../bench/load.ts';
 import { evaluateTargets, medianLoad, table, type RowOutcome } from '../../bench/report.ts';
 import { cpuMicros, rssBytes } from '../../bench/processes.ts';
 import { nginxConfig } from '../../bench/nginx.ts';
-import { gatewayYaml } from '../../bench/gateway-rows.ts';
+import { gatewayYaml, mintCredentials, startGatewayChild } from '../../bench/gateway-rows.ts';
 import { GatewayConfigSchema } from '../../config/schema.ts';
 import { parse } from 'yaml';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 const load = (over: Partial<LoadResult>): LoadResult => ({
   responses: 1000, ok: 1000, non2xx: 0, errors: 0, reqPerSec: 1000, p50Ms: 1, p99Ms: 2, cpuUsPerReq: 100, peakRssBytes: 50e6, ...over,
@@ -88,4 +91,17 @@ test('the generated gateway.yaml satisfies the gateway schema', () => {
   assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
   assert.equal(parsed.data!.admin.enabled, false);
   assert.equal(parsed.data!.listeners[0].port, 4321);
+});
+
+test('a gateway row whose config is refused fails with the gateway\'s own message', { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-bench-unit-'));
+  try {
+    const bogus = { id: 'bogus', label: 'bogus', needs: [], auth: false, plugins: () => [{ type: 'no-such-plugin' }] };
+    await assert.rejects(
+      startGatewayChild(bogus, dir, 'http://127.0.0.1:9/mcp', await mintCredentials()),
+      (err: Error) => /exited \(1\) before listening/.test(err.message) && /no-such-plugin/.test(err.message),
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

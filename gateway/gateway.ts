@@ -6,6 +6,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Writable } from 'node:stream';
@@ -27,6 +28,7 @@ import { GatewayMetrics } from './metrics.ts';
 import { startAdminServer } from './admin.ts';
 import { httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
 import { resolveCommand } from './stdio/command.ts';
+import type { StdioBridge } from './stdio/bridge.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
 
 export interface StartOptions {
@@ -136,27 +138,39 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     return { config: cfg, server, policy, info: { name: cfg.name, host: cfg.host, port, publicUrl: policy.publicUrl } };
   }
 
-  async function syncListeners(next: LoadedConfig): Promise<void> {
-    const wanted = new Map(next.config.listeners.map((l) => [l.name, l]));
-    for (const [name, live] of listeners) {
-      const cfg = wanted.get(name);
-      const same = cfg && JSON.stringify(cfg) === JSON.stringify(live.config);
-      if (!same) {
+  async function openChangedListeners(next: LoadedConfig): Promise<Map<string, LiveListener>> {
+    const opened = new Map<string, LiveListener>();
+    try {
+      for (const cfg of next.config.listeners) {
+        const live = listeners.get(cfg.name);
+        if (live && JSON.stringify(cfg) === JSON.stringify(live.config)) continue;
+        opened.set(cfg.name, await openListener(cfg));
+      }
+    } catch (err) {
+      for (const l of opened.values()) closeServer(l.server);
+      throw err;
+    }
+    return opened;
+  }
+  function commitListeners(next: LoadedConfig, opened: Map<string, LiveListener>): void {
+    const wanted = new Set(next.config.listeners.map((l) => l.name));
+    for (const [name, live] of [...listeners]) {
+      if (!wanted.has(name) || opened.has(name)) {
         listeners.delete(name);
         closeServer(live.server);
-        if (cfg) log.info({ listener: name }, 'listener changed: reopening it with the new settings');
-        else log.info({ listener: name }, 'listener removed');
+        log.info({ listener: name }, wanted.has(name) ? 'listener changed: reopening it with the new settings' : 'listener removed');
       }
     }
-    for (const [name, cfg] of wanted) {
-      if (!listeners.has(name)) listeners.set(name, await openListener(cfg));
-    }
+    for (const [name, l] of opened) listeners.set(name, l);
+  }
+  async function syncListeners(next: LoadedConfig): Promise<void> {
+    commitListeners(next, await openChangedListeners(next));
   }
 
-  const build = (next: LoadedConfig, nextResolved: typeof resolved) =>
+  const build = (next: LoadedConfig, nextResolved: typeof resolved, opened: Map<string, LiveListener> = new Map()) =>
     buildRuntime(next, nextResolved, {
-      listeners: new Map([...listeners].map(([n, l]) => [n, l.info])),
-      policies: new Map([...listeners].map(([n, l]) => [n, l.policy])),
+      listeners: new Map([...listeners, ...opened].map(([n, l]) => [n, l.info])),
+      policies: new Map([...listeners, ...opened].map(([n, l]) => [n, l.policy])),
       log,
       shared,
       bridges,
@@ -165,6 +179,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   try {
     await syncListeners(applyOverrides(loaded, opts));
     runtime = await build(loaded, resolved);
+    for (const [name, entry] of runtime.startedBridges) bridges.set(name, entry);
   } catch (err) {
     // Release everything a failed start opened, so the caller (a test, a supervisor) is not held up.
     for (const l of listeners.values()) {
@@ -216,26 +231,39 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   })).join('\n'));
 
   let reloading: Promise<ReloadResult> | undefined;
+  let again: Promise<ReloadResult> | undefined;
+  let closed = false;
   async function reload(): Promise<ReloadResult> {
-    if (reloading) return reloading;
+    if (closed) return { ok: false, error: 'the gateway is shutting down' };
+    // A change that arrives during a reload is applied by exactly one more reload after it.
+    if (reloading) {
+      again ??= reloading.then(() => { again = undefined; return reload(); });
+      return again;
+    }
     reloading = (async () => {
+      let opened = new Map<string, LiveListener>();
       try {
-        // Validate and build everything before touching what serves traffic.
         const next = await loadConfigFile(opts.configPath, env);
         const nextResolved = await resolvePlugins(next);
-        await syncListeners(applyOverrides(next, opts));
-        const nextRuntime = await build(next, nextResolved);
+        opened = await openChangedListeners(applyOverrides(next, opts));
+        const nextRuntime = await build(next, nextResolved, opened);
+        commitListeners(applyOverrides(next, opts), opened);
         const previous = runtime;
         runtime = nextRuntime;
         loaded = next;
         resolved = nextResolved;
         metrics.reload('success');
         log.info({ config: next.source }, 'configuration reloaded');
+        // Bridges the new runtime replaced or no longer uses are closed once the old runtime is done.
+        const retiredBridges = adoptBridges(bridges, nextRuntime);
         // Exchanges already running finish on the pipeline they started on.
-        void previous.retire(24 * 3600_000).then(() => previous.close(log));
-        await closeUnusedBridges(bridges, nextRuntime);
+        void previous.retire(24 * 3600_000).then(async () => {
+          await previous.close(log);
+          await Promise.all(retiredBridges.map((b) => b.close()));
+        });
         return { ok: true };
       } catch (err) {
+        for (const l of opened.values()) { if (listeners.get(l.config.name) !== l) closeServer(l.server); }
         metrics.reload('failure');
         const message = (err as Error).message;
         log.error({ error: message }, 'configuration reload failed; the previous configuration keeps serving');
@@ -248,10 +276,14 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   }
 
   let watcher: FSWatcher | undefined;
+  let debounce: NodeJS.Timeout | undefined;
   if (opts.watchConfig ?? true) {
-    let debounce: NodeJS.Timeout | undefined;
     try {
-      watcher = watch(loaded.source, () => {
+      // Watch the folder, not the file: editors save by writing a new file and renaming it over the
+      // old one, and a watch on the old inode would never fire again.
+      const base = path.basename(loaded.source);
+      watcher = watch(path.dirname(loaded.source), (_e, f) => {
+        if (f !== null && f !== base) return;
         clearTimeout(debounce);
         debounce = setTimeout(() => void reload(), 300);
       });
@@ -266,6 +298,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     if (closing) return closing;
     closing = (async () => {
       draining = true;
+      closed = true;
+      clearTimeout(debounce);
       watcher?.close();
       const grace = loaded.config.shutdownGrace;
       log.info({ graceMs: grace, inFlight: runtime.active }, 'draining: no new connections; waiting for in-flight exchanges');
@@ -348,14 +382,21 @@ function closeServer(server: http.Server): void {
   setTimeout(() => server.closeAllConnections(), 10_000).unref();
 }
 
-async function closeUnusedBridges(bridges: BridgeCache, runtime: Runtime): Promise<void> {
+/** Puts a new runtime's bridges into the cache; returns the bridges it no longer uses. */
+function adoptBridges(bridges: BridgeCache, runtime: Runtime): StdioBridge[] {
+  const retired: StdioBridge[] = [];
+  for (const [name, entry] of runtime.startedBridges) {
+    const old = bridges.get(name);
+    if (old) retired.push(old.bridge);
+    bridges.set(name, entry);
+  }
   for (const [name, entry] of bridges) {
-    const inUse = [...runtime.upstreams.values()].some((u) => u.bridge === entry.bridge);
-    if (!inUse) {
+    if (![...runtime.upstreams.values()].some((u) => u.bridge === entry.bridge)) {
       bridges.delete(name);
-      await entry.bridge.close();
+      retired.push(entry.bridge);
     }
   }
+  return retired;
 }
 
 /** Listener-level checks, plugin-served paths, then the route's exchange. */

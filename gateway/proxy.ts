@@ -494,7 +494,7 @@ class ExchangeRun {
     this.streamed = true;
     this.env.observer.streamOpened?.(route.info.name);
     const sessionId = this.x.sessionId;
-    if (sessionId) this.env.sessions.attachStream(sessionId, res);
+    if (sessionId && this.req.method === 'GET') this.env.sessions.attachStream(sessionId, res);
 
     const framer = new SseFramer();
     const inspect = this.pipeline.inspectsResponses;

@@ -46,7 +46,11 @@ export interface CompiledRoute {
 export type ServedHandler = (req: IncomingMessage) => Awaitable<ServedResponse>;
 
 /** Stdio bridges outlive a reload when their config did not change, so their sessions survive. */
-export type BridgeCache = Map<string, { key: string; bridge: StdioBridge }>;
+export type BridgeCache = Map<string, BridgeEntry>;
+export interface BridgeEntry {
+  key: string;
+  bridge: StdioBridge;
+}
 
 export class Runtime {
   readonly loaded: LoadedConfig;
@@ -54,6 +58,11 @@ export class Runtime {
   readonly served: Map<string, Map<string, ServedHandler>>;
   readonly upstreams: Map<string, UpstreamTarget>;
   readonly plugins: Plugin[];
+  /**
+   * Bridges this runtime started (new upstream, or changed config). The gateway adopts them into its
+   * cache only if this runtime is swapped in, and closes them if it is not.
+   */
+  readonly startedBridges: Map<string, BridgeEntry>;
   #active = 0;
   #retired = false;
   #onIdle: (() => void) | undefined;
@@ -64,8 +73,10 @@ export class Runtime {
     served: Map<string, Map<string, ServedHandler>>;
     upstreams: Map<string, UpstreamTarget>;
     plugins: Plugin[];
+    startedBridges: Map<string, BridgeEntry>;
   }) {
     this.loaded = init.loaded;
+    this.startedBridges = init.startedBridges;
     this.served = init.served;
     this.upstreams = init.upstreams;
     this.plugins = init.plugins;
@@ -135,10 +146,19 @@ export async function buildRuntime(
   },
 ): Promise<Runtime> {
   const upstreams = new Map<string, UpstreamTarget>();
-  for (const [name, cfg] of Object.entries(loaded.config.upstreams)) {
-    upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, ctx));
+  const startedBridges = new Map<string, BridgeEntry>();
+  let built: Awaited<ReturnType<typeof instantiateRoutes>>;
+  try {
+    for (const [name, cfg] of Object.entries(loaded.config.upstreams)) {
+      upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedBridges }));
+    }
+    built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared: ctx.shared, source: loaded.source });
+  } catch (err) {
+    // Nothing of a runtime that never served may outlive it.
+    await Promise.all([...startedBridges.values()].map((e) => e.bridge.close()));
+    for (const u of upstreams.values()) u.agent.destroy();
+    throw err;
   }
-  const built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared: ctx.shared, source: loaded.source });
   const routes: CompiledRoute[] = [];
   const served = new Map<string, Map<string, ServedHandler>>();
   for (const { route, info, plugins } of built) {
@@ -154,7 +174,7 @@ export async function buildRuntime(
     }
     served.set(info.listener.name, paths);
   }
-  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins) });
+  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins), startedBridges });
 }
 
 function compileRoute(route: ResolvedRoute, info: RouteInfo, plugins: Plugin[], upstream: UpstreamTarget, policy: ListenerPolicy): CompiledRoute {
@@ -184,7 +204,7 @@ async function buildUpstream(
   name: string,
   cfg: UpstreamConfig,
   dir: string,
-  ctx: { log: Logger; bridges: BridgeCache },
+  ctx: { log: Logger; bridges: BridgeCache; startedBridges: Map<string, BridgeEntry> },
 ): Promise<UpstreamTarget> {
   // No cap on sockets: every open SSE stream holds one for its whole life, and a capped agent would
   // queue stream N+1 forever without an error. Idle keep-alive sockets are bounded instead.
@@ -217,14 +237,16 @@ async function buildStdioUpstream(
   cfg: StdioUpstreamConfig,
   dir: string,
   agent: http.Agent,
-  ctx: { log: Logger; bridges: BridgeCache },
+  ctx: { log: Logger; bridges: BridgeCache; startedBridges: Map<string, BridgeEntry> },
 ): Promise<UpstreamTarget> {
   const key = JSON.stringify({ cfg, dir });
   let entry = ctx.bridges.get(name);
   if (!entry || entry.key !== key) {
+    // A new or changed stdio upstream gets a new bridge; the old one keeps serving the old runtime's
+    // exchanges and is closed by the gateway once that runtime is done.
     const bridge = await startStdioBridge(name, cfg, { log: ctx.log.child({ upstream: name }), configDir: dir });
     entry = { key, bridge };
-    ctx.bridges.set(name, entry);
+    ctx.startedBridges.set(name, entry);
   }
   const bridge = entry.bridge;
   const url = new URL(bridge.target);

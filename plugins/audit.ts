@@ -11,7 +11,6 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { definePlugin, PRINCIPAL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
-import { REDACTED_PATHS } from '../gateway/logger.ts';
 import { idOf, toolNameOf } from '../gateway/jsonrpc.ts';
 
 const AuditConfig = z.strictObject({
@@ -24,8 +23,15 @@ const AuditConfig = z.strictObject({
   messages: z.boolean().default(true),
 });
 
+/**
+ * The audit line's fields are chosen here, so the redaction only has to guard the few places a
+ * credential could ever land. Exact paths on purpose: pino's wildcard paths (`*.token`) cost ~13 µs per
+ * line on this hardware, more than writing the line itself.
+ */
+const AUDIT_REDACT = ['authorization', 'cookie', 'token', 'headers.authorization', 'headers.cookie', 'headers["x-api-key"]'];
+
 function openDestination(dest: string, configDir: string, log: Logger): { logger: Logger; close(): void } {
-  const options = { base: { audit: true }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
+  const options = { base: { audit: true }, redact: { paths: AUDIT_REDACT, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (dest === 'log') return { logger: log.child({ audit: true }), close: () => undefined };
   const stream = dest === 'stdout' ? pino.destination({ fd: 1, sync: false })
     : dest === 'stderr' ? pino.destination({ fd: 2, sync: false })

@@ -101,7 +101,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const bridges: BridgeCache = new Map();
   const listeners = new Map<string, LiveListener>();
   let draining = false;
-  let runtime: Runtime;
+  // Undefined only while starting: listeners are bound before the runtime exists (plugins need their ports).
+  let runtime: Runtime | undefined;
 
   const onRequest = (name: string) => (req: IncomingMessage, res: ServerResponse) => {
     const live = listeners.get(name);
@@ -109,6 +110,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     if (draining) {
       res.setHeader('connection', 'close');
       return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'), null, { 'retry-after': '1' });
+    }
+    if (!runtime) {
+      return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is starting; retry in a moment'), null, { 'retry-after': '1' });
     }
     void entry(live, runtime, req, res, proxyEnv, log);
   };
@@ -176,25 +180,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       bridges,
     });
 
-  try {
-    await syncListeners(applyOverrides(loaded, opts));
-    runtime = await build(loaded, resolved);
-    for (const [name, entry] of runtime.startedBridges) bridges.set(name, entry);
-  } catch (err) {
-    // Release everything a failed start opened, so the caller (a test, a supervisor) is not held up.
-    for (const l of listeners.values()) {
-      l.server.close();
-      l.server.closeAllConnections();
-    }
-    await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
-    shared.redis?.disconnect();
-    proxy.close();
-    throw err;
-  }
-  metrics.setProcessSource(() => [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []));
-
   const readiness = (): ReadinessCheck[] => {
     const checks: ReadinessCheck[] = [];
+    if (!runtime) return checks;
     for (const u of runtime.upstreams.values()) {
       if (u.kind === 'http') checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000) });
     }
@@ -205,6 +193,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     return checks;
   };
 
+  // The admin listener comes up first, so that it answers (not ready yet) as soon as anything does.
   const adminCfg = loaded.config.admin;
   const admin = adminCfg.enabled
     ? await startAdminServer({
@@ -216,13 +205,31 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         sources: {
           sessions: () => sessions.list(),
           endSession: (id) => sessions.end(id),
-          processes: () => [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []),
+          processes: () => (runtime ? [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []) : []),
           readiness,
           // While draining, /readyz says no, so load balancers stop sending before the listeners close.
-          configLoaded: () => !draining,
+          configLoaded: () => runtime !== undefined && !draining,
         },
       })
     : undefined;
+
+  try {
+    await syncListeners(applyOverrides(loaded, opts));
+    runtime = await build(loaded, resolved);
+    for (const [name, entry] of runtime.startedBridges) bridges.set(name, entry);
+  } catch (err) {
+    // Release everything a failed start opened, so the caller (a test, a supervisor) is not held up.
+    for (const l of listeners.values()) {
+      l.server.close();
+      l.server.closeAllConnections();
+    }
+    await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
+    await admin?.close();
+    shared.redis?.disconnect();
+    proxy.close();
+    throw err;
+  }
+  metrics.setProcessSource(() => [...runtime!.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []));
 
   log.info(formatBanner(bannerInfoFromConfig(loaded.config, {
     configPath: loaded.source,
@@ -248,7 +255,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         opened = await openChangedListeners(applyOverrides(next, opts));
         const nextRuntime = await build(next, nextResolved, opened);
         commitListeners(applyOverrides(next, opts), opened);
-        const previous = runtime;
+        const previous = runtime!;
         runtime = nextRuntime;
         loaded = next;
         resolved = nextResolved;
@@ -302,13 +309,13 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       clearTimeout(debounce);
       watcher?.close();
       const grace = loaded.config.shutdownGrace;
-      log.info({ graceMs: grace, inFlight: runtime.active }, 'draining: no new connections; waiting for in-flight exchanges');
+      log.info({ graceMs: grace, inFlight: runtime!.active }, 'draining: no new connections; waiting for in-flight exchanges');
       for (const l of listeners.values()) l.server.close();
       // Open streams never end by themselves: end them cleanly now so clients reconnect elsewhere.
       sessions.closeStreams();
-      await runtime.retire(grace);
+      await runtime!.retire(grace);
       for (const l of listeners.values()) l.server.closeAllConnections();
-      await runtime.close(log);
+      await runtime!.close(log);
       await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
       await admin?.close();
       proxy.close();
@@ -343,7 +350,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     close,
     log,
     sessions,
-    runtime: () => runtime,
+    runtime: () => runtime!,
   };
 }
 

@@ -247,7 +247,10 @@ export async function createJwtVerifier(
 
   function checkRevoked(verified: Verified): Verified {
     const jti = verified.principal.tokenId;
-    if (jti !== undefined && revocation?.has(jti)) throw new AuthError('GW_ERR_TOKEN_REVOKED', 'The token has been revoked.');
+    if (jti !== undefined && revocation) {
+      if (!revocation.ready()) throw new AuthError('GW_ERR_AUTH_UNAVAILABLE', 'The revocation list cannot be checked right now; try again shortly.');
+      if (revocation.has(jti)) throw new AuthError('GW_ERR_TOKEN_REVOKED', 'The token has been revoked.');
+    }
     return verified;
   }
 

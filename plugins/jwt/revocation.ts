@@ -13,6 +13,11 @@ import type { Logger } from 'pino';
 
 export interface RevocationList {
   has(jti: string): boolean;
+  /**
+   * False while the list could not be loaded yet (Redis down at start): tokens with a `jti` are then
+   * refused with 503 rather than accepted unchecked (fail closed), and the gateway still starts.
+   */
+  ready(): boolean;
   close(): Promise<void>;
 }
 
@@ -57,13 +62,21 @@ export function fileRevocationList(file: string, opts: { intervalMs: number; log
   watchFile(file, { interval: opts.intervalMs, persistent: false }, onChange);
   return {
     has: (jti) => revoked.has(jti),
+    ready: () => true,
     async close() { unwatchFile(file, onChange); },
   };
 }
 
 export async function redisRevocationList(redis: Redis, keyPrefix: string, opts: { refreshMs: number; log: Logger }): Promise<RevocationList> {
   const key = revokedKey(keyPrefix);
-  let revoked = new Set(await redis.smembers(key));
+  let revoked = new Set<string>();
+  let loaded = false;
+  try {
+    revoked = new Set(await redis.smembers(key));
+    loaded = true;
+  } catch (err) {
+    opts.log.error({ err: (err as Error).message }, 'revocation list not loaded (Redis unreachable): tokens with a jti are refused with 503 until it loads');
+  }
   // The shared client has no offline queue (commands fail fast while Redis is down); the subscriber
   // is a fresh connection that must be allowed to queue its SUBSCRIBE until it is connected.
   const subscriber = redis.duplicate({ enableOfflineQueue: true });
@@ -74,25 +87,36 @@ export async function redisRevocationList(redis: Redis, keyPrefix: string, opts:
     revoked.add(jti);
     heardDuringRefresh?.push(jti);
   });
-  await subscriber.subscribe(key);
-  const refresh = setInterval(() => {
+  const load = () => {
     heardDuringRefresh = [];
     redis.smembers(key).then(
       (ids) => {
         revoked = new Set([...ids, ...(heardDuringRefresh ?? [])]);
         heardDuringRefresh = undefined;
+        if (!loaded) opts.log.info({ revoked: revoked.size }, 'revocation list loaded');
+        loaded = true;
       },
       (err: Error) => {
         heardDuringRefresh = undefined;
         opts.log.warn({ err: err.message }, 'revocation list refresh failed; keeping the previous one');
       },
     );
-  }, opts.refreshMs);
+  };
+  const refresh = setInterval(load, opts.refreshMs);
   refresh.unref();
+  // Until the first load succeeds, retry every second rather than every refresh period.
+  const retry = loaded ? undefined : setInterval(() => (loaded ? clearInterval(retry) : load()), 1000);
+  retry?.unref();
+  // With Redis up, be subscribed before serving (no revocation can slip between load and subscribe);
+  // with Redis down, SUBSCRIBE waits in the subscriber's queue and must not hold the gateway's start.
+  const subscribed = subscriber.subscribe(key).catch((err: Error) => opts.log.warn({ err: err.message }, 'revocation channel subscribe failed'));
+  if (loaded) await subscribed;
   return {
     has: (jti) => revoked.has(jti),
+    ready: () => loaded,
     async close() {
       clearInterval(refresh);
+      clearInterval(retry);
       subscriber.disconnect();
     },
   };
@@ -103,6 +127,7 @@ export function anyRevocationList(lists: RevocationList[]): RevocationList {
   if (lists.length === 1) return lists[0];
   return {
     has: (jti) => lists.some((l) => l.has(jti)),
+    ready: () => lists.every((l) => l.ready()),
     async close() { await Promise.all(lists.map((l) => l.close())); },
   };
 }

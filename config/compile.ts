@@ -66,8 +66,10 @@ export async function resolvePlugins(loaded: LoadedConfig): Promise<ResolvedRout
         if (!modules.has(type)) modules.set(type, await loadPluginModule(type, loaded.dir));
         def = modules.get(type);
       } else {
-        def = builtinPlugins[type];
-        if (!def) def = `unknown plugin type "${type}" (built-in: ${Object.keys(builtinPlugins).join(', ')}; or a module path starting with "./")`;
+        const loadBuiltin = Object.hasOwn(builtinPlugins, type) ? builtinPlugins[type] : undefined;
+        def = loadBuiltin
+          ? await loadBuiltin()
+          : `unknown plugin type "${type}" (built-in: ${Object.keys(builtinPlugins).join(', ')}; or a module path starting with "./")`;
       }
       if (def === undefined || typeof def === 'string') {
         problems.push(`${at}.type: ${def ?? 'not loaded'}`);

@@ -60,7 +60,8 @@ export function forwardableHeaders(headers: IncomingHttpHeaders): IncomingHttpHe
   // Headers named in `Connection:` are hop-by-hop too.
   const connection = headers.connection;
   const named = connection ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
-  for (const [k, v] of Object.entries(headers)) {
+  for (const k in headers) {
+    const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k) || CLIENT_CREDENTIALS.has(k) || named?.has(k)) continue;
     out[k] = v;
   }

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Writable } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { resolvePlugins } from '../config/compile.ts';
 import { ConfigError, loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
@@ -76,6 +76,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   if (loaded.config.redis?.url) {
     // No offline queue: while Redis is down, commands fail at once (plugins fall back or refuse)
     // instead of piling up behind a reconnect.
+    const { Redis } = await import('ioredis'); // only when configured: Redis is optional
     shared.redis = new Redis(loaded.config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     shared.redis.on('error', (err) => log.warn({ err: { message: err.message } }, 'redis error'));
     await waitForRedis(shared.redis, 5_000, log);

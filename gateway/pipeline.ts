@@ -27,6 +27,10 @@ export class Pipeline {
     this.#onDone = plugins.filter((p) => p.onDone).reverse();
   }
 
+  get hasRequestHooks(): boolean {
+    return this.#onRequest.length > 0;
+  }
+
   get hasResponseHooks(): boolean {
     return this.#onResponse.length > 0;
   }

@@ -13,7 +13,7 @@ import type { Awaitable, ListenerInfo, Plugin, Principal, RouteInfo, ServedRespo
 import { Pipeline } from './pipeline.ts';
 import { signIdentityHeaders } from './upstream-identity.ts';
 import type { ListenerPolicy } from './listener-policy.ts';
-import { startStdioBridge, type StdioBridge } from './stdio/bridge.ts';
+import type { StdioBridge } from './stdio/bridge.ts';
 
 export interface UpstreamTarget {
   readonly name: string;
@@ -244,6 +244,8 @@ async function buildStdioUpstream(
   if (!entry || entry.key !== key) {
     // A new or changed stdio upstream gets a new bridge; the old one keeps serving the old runtime's
     // exchanges and is closed by the gateway once that runtime is done.
+    // Loaded on demand: a gateway without stdio upstreams never loads the MCP SDK's server side.
+    const { startStdioBridge } = await import('./stdio/bridge.ts');
     const bridge = await startStdioBridge(name, cfg, { log: ctx.log.child({ upstream: name }), configDir: dir });
     entry = { key, bridge };
     ctx.startedBridges.set(name, entry);

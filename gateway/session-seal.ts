@@ -15,11 +15,18 @@ export const SEAL_KIND = { streamableSession: 1, legacyEndpoint: 2 } as const;
 type SealKind = (typeof SEAL_KIND)[keyof typeof SEAL_KIND];
 
 const NO_OWNER = Buffer.alloc(16);
+/** Verified-token caches hand out the same principal object for every request of a token. */
+const owners = new WeakMap<Principal, Buffer>();
 
 /** 16 bytes identifying who owns a session; all zeros for unauthenticated routes. */
 export function ownerOf(principal: Principal | undefined): Buffer {
   if (!principal) return NO_OWNER;
-  return createHash('sha256').update(`${principal.issuer}\0${principal.tenant}\0${principal.subject}`).digest().subarray(0, 16);
+  let owner = owners.get(principal);
+  if (!owner) {
+    owner = createHash('sha256').update(`${principal.issuer}\0${principal.tenant}\0${principal.subject}`).digest().subarray(0, 16);
+    owners.set(principal, owner);
+  }
+  return owner;
 }
 
 export interface Opened {

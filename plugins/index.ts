@@ -1,15 +1,18 @@
 /**
- * The built-in plugins, by the `type` name gateway.yaml uses. A plugin author's module is loaded from
- * its path instead (config/compile.ts) and never needs to be listed here.
+ * The built-in plugins, by the `type` name gateway.yaml uses. Each is loaded on first use, so a gateway
+ * only loads (and keeps in memory) the plugins its configuration names. A plugin author's module is
+ * loaded from its path instead (config/compile.ts) and never needs to be listed here.
  */
 import type { PluginDefinition } from '../gateway/contract.ts';
-import audit from './audit.ts';
-import graphRewrite from './graph-rewrite/index.ts';
-import jwt from './jwt/index.ts';
-import rateLimit from './rate-limit/index.ts';
-import token from './token.ts';
-import toolPolicy from './tool-policy.ts';
 
-export const builtinPlugins: Readonly<Record<string, PluginDefinition>> = Object.fromEntries(
-  [token, jwt, rateLimit, graphRewrite, toolPolicy, audit].map((d) => [d.type, d as unknown as PluginDefinition]),
-);
+type Loader = () => Promise<PluginDefinition>;
+const load = (mod: Promise<{ default: unknown }>): Promise<PluginDefinition> => mod.then((m) => m.default as PluginDefinition);
+
+export const builtinPlugins: Readonly<Record<string, Loader>> = {
+  token: () => load(import('./token.ts')),
+  jwt: () => load(import('./jwt/index.ts')),
+  'rate-limit': () => load(import('./rate-limit/index.ts')),
+  'graph-rewrite': () => load(import('./graph-rewrite/index.ts')),
+  'tool-policy': () => load(import('./tool-policy.ts')),
+  audit: () => load(import('./audit.ts')),
+};

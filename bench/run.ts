@@ -17,6 +17,7 @@ import { runLoad, type LoadResult } from './load.ts';
 import { runStreams } from './sse.ts';
 import { readOptions, type BenchOptions } from './options.ts';
 import type { StdioMuxResult } from './stdio-mux.ts';
+import { benchSeal } from './seal.ts';
 import { readyOrStop, rssBytes, spawnChild, waitForLine, type BenchChild } from './processes.ts';
 import { findNginx, startNginx } from './nginx.ts';
 import {
@@ -278,6 +279,9 @@ async function main(): Promise<void> {
       }
     }
 
+    const seal = benchSeal();
+    process.stdout.write(`\nSealed session ids (per operation, in-process): seal ${seal.sealUs.toFixed(2)} µs, first open ${seal.firstOpenUs.toFixed(2)} µs, later opens ${seal.openUs.toFixed(2)} µs, with another principal ${seal.openForeignUs.toFixed(2)} µs\n`);
+
     const outFile = opts.out ?? path.join(await mkdtemp(path.join(tmpdir(), 'mcpgw-bench-results-')), 'latest.json');
     await mkdir(path.dirname(path.resolve(outFile)), { recursive: true });
     await writeFile(outFile, `${JSON.stringify({
@@ -286,7 +290,7 @@ async function main(): Promise<void> {
       node: process.version,
       machine: { os: `${osType()} ${release()}`, cores: cpu.length, cpu: cpu[0]?.model.trim(), memoryBytes: totalmem() },
       options: { ...opts, only: [...opts.only] },
-      rows, streams, memory, targets: verdicts, stdio,
+      rows, streams, memory, targets: verdicts, stdio, seal,
     }, null, 2)}\n`);
     process.stdout.write(`\nResults written to ${outFile} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
   } finally {

@@ -214,6 +214,30 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       })
     : undefined;
 
+  let reloading: Promise<ReloadResult> | undefined;
+  let again: Promise<ReloadResult> | undefined;
+  let closed = false;
+  let changedWhileStarting = false;
+  // Watched from before the listeners open, so no change made once the port answers can be missed.
+  let watcher: FSWatcher | undefined;
+  let debounce: NodeJS.Timeout | undefined;
+  if (opts.watchConfig ?? true) {
+    try {
+      // Watch the folder, not the file: editors save by writing a new file and renaming it over the
+      // old one, and a watch on the old inode would never fire again.
+      const base = path.basename(loaded.source);
+      watcher = watch(path.dirname(loaded.source), (_e, f) => {
+        if (f !== null && f !== base) return;
+        clearTimeout(debounce);
+        // A change made while the gateway is still starting is applied once it has started.
+        debounce = setTimeout(() => (runtime ? void reload() : (changedWhileStarting = true)), 300);
+      });
+      watcher.unref();
+    } catch (err) {
+      log.warn({ error: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
+    }
+  }
+
   try {
     await syncListeners(applyOverrides(loaded, opts));
     runtime = await build(loaded, resolved);
@@ -226,6 +250,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     }
     await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
     await admin?.close();
+    watcher?.close();
+    clearTimeout(debounce);
     shared.redis?.disconnect();
     proxy.close();
     throw err;
@@ -238,9 +264,6 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     adminUrl: admin?.url,
   })).join('\n'));
 
-  let reloading: Promise<ReloadResult> | undefined;
-  let again: Promise<ReloadResult> | undefined;
-  let closed = false;
   async function reload(): Promise<ReloadResult> {
     if (closed) return { ok: false, error: 'the gateway is shutting down' };
     // A change that arrives during a reload is applied by exactly one more reload after it.
@@ -283,23 +306,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     return reloading;
   }
 
-  let watcher: FSWatcher | undefined;
-  let debounce: NodeJS.Timeout | undefined;
-  if (opts.watchConfig ?? true) {
-    try {
-      // Watch the folder, not the file: editors save by writing a new file and renaming it over the
-      // old one, and a watch on the old inode would never fire again.
-      const base = path.basename(loaded.source);
-      watcher = watch(path.dirname(loaded.source), (_e, f) => {
-        if (f !== null && f !== base) return;
-        clearTimeout(debounce);
-        debounce = setTimeout(() => void reload(), 300);
-      });
-      watcher.unref();
-    } catch (err) {
-      log.warn({ error: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
-    }
-  }
+  if (changedWhileStarting) void reload();
 
   let closing: Promise<void> | undefined;
   async function close(): Promise<void> {

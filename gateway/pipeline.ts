@@ -46,35 +46,13 @@ export class Pipeline {
   }
 
   /** Runs request hooks; the first refusal is returned. */
-  async request(x: Exchange): Promise<Refusal | undefined> {
-    for (const p of this.#onRequest) {
-      let v: Verdict | void | Promise<Verdict | void>;
-      try {
-        v = p.onRequest!(x);
-        if (v && typeof (v as Promise<unknown>).then === 'function') v = await v;
-      } catch (err) {
-        return pluginFailure(p, err, x);
-      }
-      const r = verdictToRefusal(v as Verdict | void, p);
-      if (r) return r;
-    }
-    return undefined;
+  request(x: Exchange): Promise<Refusal | undefined> {
+    return runVerdictHooks(this.#onRequest, x, (p) => p.onRequest!(x));
   }
 
   /** Runs response-head hooks (reverse order); the first refusal is returned. */
-  async response(head: ResponseHead, x: Exchange): Promise<Refusal | undefined> {
-    for (const p of this.#onResponse) {
-      let v: Verdict | void | Promise<Verdict | void>;
-      try {
-        v = p.onResponse!(head, x);
-        if (v && typeof (v as Promise<unknown>).then === 'function') v = await v;
-      } catch (err) {
-        return pluginFailure(p, err, x);
-      }
-      const r = verdictToRefusal(v as Verdict | void, p);
-      if (r) return r;
-    }
-    return undefined;
+  response(head: ResponseHead, x: Exchange): Promise<Refusal | undefined> {
+    return runVerdictHooks(this.#onResponse, x, (p) => p.onResponse!(head, x));
   }
 
   /** Runs message hooks for one message in the given direction. */
@@ -93,6 +71,25 @@ export class Pipeline {
       }
     }
   }
+}
+
+/** Calls one HTTP-level hook per plugin, in order, until one refuses; a throw fails closed. */
+async function runVerdictHooks(
+  list: Plugin[], x: Exchange, call: (p: Plugin) => Verdict | void | Promise<Verdict | void>,
+): Promise<Refusal | undefined> {
+  for (const p of list) {
+    let v: Verdict | void | Promise<Verdict | void>;
+    try {
+      v = call(p);
+      // Only a real promise costs an await: most hooks answer synchronously.
+      if (v && typeof (v as Promise<unknown>).then === 'function') v = await v;
+    } catch (err) {
+      return pluginFailure(p, err, x);
+    }
+    const r = verdictToRefusal(v as Verdict | void, p);
+    if (r) return r;
+  }
+  return undefined;
 }
 
 export type MessageOutcome =

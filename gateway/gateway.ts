@@ -204,7 +204,10 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         metrics,
         log: log.child({ component: 'admin' }),
         sources: {
-          sessions: () => sessions.list(),
+          sessions: () => sessions.list((upstream, upstreamSessionId) => {
+            const s = runtime?.upstreams.get(upstream)?.bridge?.sessions().find((b) => b.id === upstreamSessionId);
+            return s?.pid ? { pool: s.poolKey, pid: s.pid } : undefined;
+          }),
           endSession: (id) => sessions.end(id),
           processes: () => (runtime ? [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []) : []),
           readiness,

@@ -472,16 +472,16 @@ class ExchangeRun {
     headers[SESSION_HEADER] = sealed;
     if (sealed !== this.x.sessionId) {
       this.x.sessionId = sealed;
-      this.registerSession(sealed, 'streamable-http', () => this.deleteUpstreamSession(upstreamId));
+      this.registerSession(sealed, 'streamable-http', () => this.deleteUpstreamSession(upstreamId), upstreamId);
     }
   }
 
-  registerSession(id: string, transport: 'streamable-http' | 'sse', endUpstream?: () => Promise<void>): void {
+  registerSession(id: string, transport: 'streamable-http' | 'sse', endUpstream?: () => Promise<void>, upstreamId?: string): void {
     const p = this.x.get(PRINCIPAL);
     this.env.sessions.opened(id, {
       id, tenant: p?.tenant, subject: p?.subject, route: this.route.info.name,
       upstream: this.upstream.name, transport,
-    }, endUpstream);
+    }, endUpstream, upstreamId);
   }
 
   /** Used by the admin API to end a session at the upstream. */

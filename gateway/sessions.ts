@@ -23,10 +23,14 @@ export interface SessionInfo {
   lastActivityAt: number;
   /** Open client responses (SSE streams) on this replica. */
   openStreams: number;
+  /** The stdio process serving it, for stdio upstreams. */
+  process?: { pool: string; pid: number };
 }
 
 interface SessionRecord {
-  info: Omit<SessionInfo, 'openStreams' | 'openedAt' | 'lastActivityAt'>;
+  info: Omit<SessionInfo, 'openStreams' | 'openedAt' | 'lastActivityAt' | 'process'>;
+  /** The upstream's own id (never shown): links the session to a stdio bridge's process. */
+  upstreamSessionId?: string;
   openedAt: number;
   lastActivityAt: number;
   streams: Set<ServerResponse>;
@@ -63,14 +67,14 @@ export class SessionRegistry {
   readonly #sessions = new LRUCache<string, SessionRecord>({ max: 50_000, ttl: 24 * 3600_000, updateAgeOnGet: true });
   readonly #legacy = new Map<string, LegacyStream>();
 
-  opened(id: string, info: SessionRecord['info'], endUpstream?: () => Promise<void>): void {
+  opened(id: string, info: SessionRecord['info'], endUpstream?: () => Promise<void>, upstreamSessionId?: string): void {
     const now = Date.now();
     const existing = this.#sessions.get(id);
     if (existing) {
       existing.lastActivityAt = now;
       return;
     }
-    this.#sessions.set(id, { info, openedAt: now, lastActivityAt: now, streams: new Set(), endUpstream });
+    this.#sessions.set(id, { info, upstreamSessionId, openedAt: now, lastActivityAt: now, streams: new Set(), endUpstream });
   }
 
   touched(id: string): void {
@@ -103,12 +107,14 @@ export class SessionRegistry {
     return this.#legacy.get(id);
   }
 
-  list(): SessionInfo[] {
+  /** @param processOf finds the stdio process serving an upstream session, when there is one. */
+  list(processOf?: (upstream: string, upstreamSessionId: string) => SessionInfo['process']): SessionInfo[] {
     return [...this.#sessions.entries()].map(([, r]) => ({
       ...r.info,
       openedAt: r.openedAt,
       lastActivityAt: r.lastActivityAt,
       openStreams: r.streams.size,
+      process: r.upstreamSessionId ? processOf?.(r.info.upstream, r.upstreamSessionId) : undefined,
     }));
   }
 

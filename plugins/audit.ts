@@ -10,6 +10,7 @@
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
+import { duration } from '../config/units.ts';
 import { definePlugin, PRINCIPAL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
 import { idOf, toolNameOf } from '../gateway/jsonrpc.ts';
 
@@ -21,6 +22,8 @@ const AuditConfig = z.strictObject({
   destination: z.string().min(1).default('stdout'),
   /** Also write a line per JSON-RPC message (this makes the route parse bodies). Default true. */
   messages: z.boolean().default(true),
+  /** Longest time a line waits in the write buffer (lines are written in batches). Default 1s. */
+  flushInterval: duration().pipe(z.number().min(10)).default(1000),
 });
 
 /**
@@ -30,13 +33,37 @@ const AuditConfig = z.strictObject({
  */
 const AUDIT_REDACT = ['authorization', 'cookie', 'token', 'headers.authorization', 'headers.cookie', 'headers["x-api-key"]'];
 
-function openDestination(dest: string, configDir: string, log: Logger): { logger: Logger; close(): void } {
+/**
+ * Lines are batched: a write system call per line costs more than the line itself, so lines
+ * collect before a write (8 KB), and a timer flushes whatever waits at least every `flushInterval`.
+ */
+function openDestination(dest: string, configDir: string, flushInterval: number, log: Logger): { logger: Logger; close(): void } {
   const options = { base: { audit: true }, redact: { paths: AUDIT_REDACT, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (dest === 'log') return { logger: log.child({ audit: true }), close: () => undefined };
-  const stream = dest === 'stdout' ? pino.destination({ fd: 1, sync: false })
-    : dest === 'stderr' ? pino.destination({ fd: 2, sync: false })
-    : pino.destination({ dest: path.resolve(configDir, dest), sync: false, mkdir: true });
-  return { logger: pino(options, stream), close: () => stream.flushSync?.() };
+  const common = { sync: false, minLength: 8 * 1024 };
+  const stream = dest === 'stdout' ? pino.destination({ fd: 1, ...common })
+    : dest === 'stderr' ? pino.destination({ fd: 2, ...common })
+    : pino.destination({ dest: path.resolve(configDir, dest), mkdir: true, ...common });
+  const flush = () => {
+    try {
+      stream.flush();
+    } catch {
+      // Not open yet, or already closed: the next tick or close() writes what waits.
+    }
+  };
+  const timer = setInterval(flush, flushInterval);
+  timer.unref();
+  return {
+    logger: pino(options, stream),
+    close: () => {
+      clearInterval(timer);
+      try {
+        stream.flushSync();
+      } catch {
+        flush();
+      }
+    },
+  };
 }
 
 function who(x: Exchange): Record<string, unknown> {
@@ -48,7 +75,7 @@ export default definePlugin({
   type: 'audit',
   config: AuditConfig,
   create(config, deps): Plugin {
-    const { logger, close } = openDestination(config.destination, deps.configDir, deps.log);
+    const { logger, close } = openDestination(config.destination, deps.configDir, config.flushInterval, deps.log);
     const messageLine = (msg: JSONRPCMessage, x: Exchange, ctx: MessageContext) => {
       const m = msg as { method?: string; error?: { code?: number; data?: { code?: string } } };
       logger.info({

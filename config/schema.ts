@@ -200,6 +200,16 @@ export const GatewayConfigSchema = z.strictObject({
       enabled: bool().default(true),
     })
     .default({ host: '127.0.0.1', port: 9090, token: '', enabled: true }),
+  metrics: z
+    .strictObject({
+      /**
+       * Label rate-limit refusals by tenant (`mcpgw_rate_limited_total{tenant}`). Default false: with
+       * thousands of tenants every such metric would grow thousands of series. At most 200 tenants are
+       * labelled; later ones count as `other`.
+       */
+      tenantLabels: bool().default(false),
+    })
+    .default({ tenantLabels: false }),
   /** Longest time SIGTERM waits for in-flight exchanges before closing them. Default 10s. */
   shutdownGrace: duration().default(10_000),
 });

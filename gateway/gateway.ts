@@ -93,7 +93,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     log.warn('sessions.key is not set: session ids are sealed with a random key made at start; they do not survive a restart and replicas cannot share them');
   }
 
-  const metrics = new GatewayMetrics();
+  const metrics = new GatewayMetrics({ tenantLabels: loaded.config.metrics.tenantLabels });
   const observer: ExchangeObserver = metrics;
   const sessions = new SessionRegistry();
   const proxy = createProxyServer({});

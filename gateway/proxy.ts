@@ -791,7 +791,9 @@ class ExchangeRun {
     this.finished = true;
     for (const t of this.timers) clearTimeout(t);
     for (const c of this.cleanups) c();
-    this.upstreamReq?.destroy();
+    // An unfinished upstream request dies with the exchange (the client went away, a timeout fired).
+    // A finished one must not be touched: destroying it would close its keep-alive socket.
+    if (this.upstreamReq && !this.res.writableFinished) this.upstreamReq.destroy();
     const o = this.outcome;
     if (!this.res.writableFinished && o.status !== 0 && !o.error) {
       o.error = new Error('the client went away before the response was complete');

@@ -25,7 +25,7 @@ export class GatewayExchange implements Exchange {
   readonly startedAt: bigint;
   readonly #parentLog: Logger;
   #log: Logger | undefined;
-  readonly #state = new Map<Key<unknown>, unknown>();
+  #state: Map<Key<unknown>, unknown> | undefined;
 
   constructor(init: { id: string; route: RouteInfo; req: IncomingMessage; url: URL; log: Logger; transport?: Transport }) {
     this.id = init.id;
@@ -46,11 +46,11 @@ export class GatewayExchange implements Exchange {
   }
 
   get<T>(key: Key<T>): T | undefined {
-    return this.#state.get(key as Key<unknown>) as T | undefined;
+    return this.#state?.get(key as Key<unknown>) as T | undefined;
   }
 
   set<T>(key: Key<T>, value: T): void {
-    this.#state.set(key as Key<unknown>, value);
+    (this.#state ??= new Map()).set(key as Key<unknown>, value);
   }
 }
 

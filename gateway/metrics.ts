@@ -150,6 +150,12 @@ export class GatewayMetrics {
   readonly #duration: Histogram<'route' | 'listener' | 'method'>;
   readonly #streamDuration: Histogram<'route' | 'listener'>;
   readonly #upstreamDuration: Histogram<'route'>;
+  readonly #exchangeChildren = new Map<string, {
+    requests: { inc(): void };
+    stream: { observe(v: number): void };
+    duration: { observe(v: number): void };
+    upstream: { observe(v: number): void };
+  }>();
   readonly #messages: Counter<'route' | 'direction' | 'method' | 'tool'>;
   readonly #refusals: Counter<'route' | 'plugin' | 'code'>;
   readonly #rateLimited: Counter<'route' | 'code' | 'tenant'>;
@@ -298,13 +304,25 @@ export class GatewayMetrics {
   }
 
   exchangeDone(e: ExchangeDoneEvent): void {
-    const route = this.#routes.value(e.route);
-    const listener = this.#listeners.value(e.listener);
-    const method = httpMethodLabel(e.method);
-    this.#requests.inc({ route, listener, method, status: statusLabel(e.status) });
-    if (e.streamed) this.#streamDuration.observe({ route, listener }, (e.gatewayMs + (e.upstreamMs ?? 0)) / 1000);
-    else this.#duration.observe({ route, listener, method }, e.gatewayMs / 1000);
-    if (e.upstreamMs !== undefined) this.#upstreamDuration.observe({ route }, e.upstreamMs / 1000);
+    // Label values are bounded and normalised once per combination (there are few), not per exchange.
+    const key = `${e.route}\0${e.listener}\0${e.method}\0${e.status}`;
+    let c = this.#exchangeChildren.get(key);
+    if (!c) {
+      const route = this.#routes.value(e.route);
+      const listener = this.#listeners.value(e.listener);
+      const method = httpMethodLabel(e.method);
+      c = {
+        requests: this.#requests.labels({ route, listener, method, status: statusLabel(e.status) }),
+        stream: this.#streamDuration.labels({ route, listener }),
+        duration: this.#duration.labels({ route, listener, method }),
+        upstream: this.#upstreamDuration.labels({ route }),
+      };
+      if (this.#exchangeChildren.size < 10_000) this.#exchangeChildren.set(key, c);
+    }
+    c.requests.inc();
+    if (e.streamed) c.stream.observe((e.gatewayMs + (e.upstreamMs ?? 0)) / 1000);
+    else c.duration.observe(e.gatewayMs / 1000);
+    if (e.upstreamMs !== undefined) c.upstream.observe(e.upstreamMs / 1000);
   }
 
   message(e: MessageEvent): void {

@@ -59,19 +59,26 @@ export const LEGACY_SESSION_PARAM = 'sessionId';
  */
 const GATEWAY_HEADER_PREFIX = 'x-mcp-gateway-';
 
-const contexts = new WeakMap<IncomingMessage, ExchangeRun>();
+/**
+ * The run a request belongs to, for http-proxy-3's events (which only hand back `req`). A symbol
+ * property rather than a WeakMap: ephemeron entries for millions of short-lived requests are real
+ * garbage-collector work.
+ */
+const RUN = Symbol('mcp-gateway.run');
+type WithRun = IncomingMessage & { [RUN]?: ExchangeRun };
+const runOf = (req: unknown): ExchangeRun | undefined => (req as WithRun)[RUN];
 
 /** Wires http-proxy-3's events to the run that started each request. Call once per proxy server. */
 export function attachProxyEvents(proxy: httpProxy.ProxyServer): void {
-  proxy.on('proxyReq', (proxyReq, req) => contexts.get(req as IncomingMessage)?.onUpstreamRequest(proxyReq));
+  proxy.on('proxyReq', (proxyReq, req) => runOf(req)?.onUpstreamRequest(proxyReq));
   proxy.on('proxyRes', (proxyRes, req) => {
-    const run = contexts.get(req as IncomingMessage);
+    const run = runOf(req);
     if (run) void run.onUpstreamResponse(proxyRes);
     else proxyRes.resume();
   });
   // http-proxy-3 throws when no error listener exists; errors are handled per call, this is a backstop.
   proxy.on('error', (err, req, res) => {
-    const run = contexts.get(req as IncomingMessage);
+    const run = runOf(req);
     if (run) run.onUpstreamError(err as NodeJS.ErrnoException);
     else if (res && 'writeHead' in res) sendRefusal(res as ServerResponse, coreRefusal('GW_ERR_UPSTREAM_UNREACHABLE', 'upstream error'), null);
   });
@@ -79,7 +86,7 @@ export function attachProxyEvents(proxy: httpProxy.ProxyServer): void {
 
 export function handleExchange(route: CompiledRoute, req: IncomingMessage, res: ServerResponse, url: URL, env: ProxyEnv): Promise<void> {
   const run = new ExchangeRun(route, req, res, url, env);
-  contexts.set(req, run);
+  (req as WithRun)[RUN] = run;
   return run.run();
 }
 

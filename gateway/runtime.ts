@@ -208,7 +208,7 @@ async function buildUpstream(
 ): Promise<UpstreamTarget> {
   // No cap on sockets: every open SSE stream holds one for its whole life, and a capped agent would
   // queue stream N+1 forever without an error. Idle keep-alive sockets are bounded instead.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
   if ('stdio' in cfg) return buildStdioUpstream(name, cfg.stdio, dir, agent, ctx);
   return buildHttpUpstream(name, cfg, agent);
 }

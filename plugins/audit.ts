@@ -37,8 +37,20 @@ const AUDIT_REDACT = ['authorization', 'cookie', 'token', 'headers.authorization
  * Lines are batched: a write system call per line costs more than the line itself, so lines
  * collect before a write (8 KB), and a timer flushes whatever waits at least every `flushInterval`.
  */
+let lastMs = 0;
+let lastTime = '';
+/** pino's ISO timestamp, formatted once per millisecond: several lines share each millisecond. */
+function isoTimeCachedPerMs(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
+}
+
 function openDestination(dest: string, configDir: string, flushInterval: number, log: Logger): { logger: Logger; close(): void } {
-  const options = { base: { audit: true }, redact: { paths: AUDIT_REDACT, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
+  const options = { base: { audit: true }, redact: { paths: AUDIT_REDACT, censor: '[redacted]' }, timestamp: isoTimeCachedPerMs };
   if (dest === 'log') return { logger: log.child({ audit: true }), close: () => undefined };
   const common = { sync: false, minLength: 8 * 1024 };
   const stream = dest === 'stdout' ? pino.destination({ fd: 1, ...common })

@@ -43,7 +43,12 @@ async function main(): Promise<number> {
       process.stdout.write(`${configPath}: OK (${loaded.config.listeners.length} listeners, ${routes.length} routes, ${Object.keys(loaded.config.upstreams).length} upstreams, ${plugins} plugins)\n`);
       return 0;
     }
-    await startGateway({ configPath });
+    const gw = await startGateway({ configPath });
+    // A promise rejection nobody handled is a bug, but not one worth dropping every open stream for:
+    // log it loudly and keep serving.
+    process.on('unhandledRejection', (reason) => {
+      gw.log.error({ err: reason }, 'unhandled promise rejection (a bug: please report it with this log line)');
+    });
     return -1; // keep running
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -102,7 +102,7 @@ export function parseConfig(text: string, opts: { env: Env; source: string; dir:
   const problems: string[] = [];
   const tree = interpolate(doc.toJS(), opts.env, problems);
   if (problems.length > 0) throw new ConfigError(opts.source, problems);
-  const result = GatewayConfigSchema.safeParse(tree ?? {});
+  const result = GatewayConfigSchema.safeParse(withoutExtensionKeys(tree ?? {}));
   if (!result.success) throw new ConfigError(opts.source, describeIssues(result.error));
   const crossProblems = checkReferences(result.data);
   if (crossProblems.length > 0) throw new ConfigError(opts.source, crossProblems);
@@ -118,6 +118,16 @@ export async function loadConfigFile(file: string, env: Env): Promise<LoadedConf
     throw new ConfigError(abs, [`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
   }
   return parseConfig(text, { env, source: abs, dir: path.dirname(abs) });
+}
+
+/**
+ * Top-level keys starting with `x-` are the config's own scratch space, as in docker compose: a place
+ * for YAML anchors (`x-auth: &auth [...]`, then `plugins: *auth`). They are dropped before validation;
+ * any other unknown key is still an error.
+ */
+function withoutExtensionKeys(tree: unknown): unknown {
+  if (!tree || typeof tree !== 'object' || Array.isArray(tree)) return tree;
+  return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.startsWith('x-')));
 }
 
 /** Checks that names point at things that exist and that routes do not shadow each other. */

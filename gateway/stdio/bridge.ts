@@ -21,6 +21,7 @@ import { idOf, isRequest, parseBody } from '../jsonrpc.ts';
 import { prepareCommand, type PreparedCommand } from './command.ts';
 import { stdioRefusal, StdioUpstreamError } from './errors.ts';
 import { MultiplexedProcess, type ProcessState } from './multiplexed-process.ts';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { BridgeSession } from './session.ts';
 import { templateValues, type TemplateValues } from './templates.ts';
 
@@ -195,7 +196,9 @@ class Bridge implements StdioBridge {
     }
     const tenant = headerValue(req, TENANT_HEADER);
     const sub = headerValue(req, SUB_HEADER);
-    const sessionId = headerValue(req, 'mcp-session-id');
+    // Streamable HTTP names its session in a header; the legacy transport in the POST's query.
+    const sessionId = headerValue(req, 'mcp-session-id') ||
+      (req.method === 'POST' && req.url?.includes('sessionId=') ? new URL(req.url, 'http://bridge').searchParams.get('sessionId') ?? '' : '');
 
     if (sessionId) {
       const session = this.#sessions.get(sessionId);
@@ -213,6 +216,11 @@ class Bridge implements StdioBridge {
       return;
     }
 
+    if (req.method === 'GET' && String(req.headers.accept ?? '').includes('text/event-stream')) {
+      // A GET stream without a session is a legacy HTTP+SSE client opening its session.
+      await this.#openLegacySession(res, tenant, sub);
+      return;
+    }
     if (req.method !== 'POST') {
       sendRefusal(res, coreRefusal('GW_ERR_INVALID_REQUEST', 'Bad Request: Mcp-Session-Id header is required'), null);
       return;
@@ -258,7 +266,40 @@ class Bridge implements StdioBridge {
     this.#cancelIdle(session.process);
     await session.handle(req, res, parsed.messages[0]);
     // The transport refused the initialize itself (406, 415 …): no session came into being.
-    if (session.transport.sessionId === undefined) await session.close('initialize refused by the transport');
+    if (!session.established) await session.close('initialize refused by the transport');
+  }
+
+  /**
+   * Legacy HTTP+SSE: the GET stream carries the `endpoint` event (`/mcp?sessionId=…`; the gateway
+   * rewrites it for the client) and every server message; the client's POSTs come back to `/mcp` with
+   * that `sessionId`. The process is shared with Streamable HTTP sessions of the same pool key.
+   */
+  async #openLegacySession(res: ServerResponse, tenant: string, sub: string): Promise<void> {
+    const transport = new SSEServerTransport('/mcp', res);
+    const id = transport.sessionId;
+    let session: BridgeSession;
+    try {
+      const values = templateValues({ tenant, sub, session: id });
+      session = new BridgeSession({
+        id,
+        tenant,
+        sub,
+        process: this.#processFor(values, id),
+        log: this.#log,
+        idleTimeoutMs: this.#cfg.idleTimeout,
+        maxBodyBytes: MAX_BRIDGE_BODY_BYTES,
+        onClosed: (s) => this.#sessionClosed(s),
+        legacy: transport,
+      });
+    } catch (err) {
+      if (!(err instanceof StdioUpstreamError)) throw err;
+      if (err.code === 'GW_ERR_PROCESS_LIMIT') this.#log.warn({ tenant, reason: err.message }, 'process limit reached');
+      sendRefusal(res, stdioRefusal(err.code, err.message), null);
+      return;
+    }
+    this.#sessions.set(id, session);
+    this.#cancelIdle(session.process);
+    await session.openLegacyStream(res);
   }
 
   #authorized(req: IncomingMessage): boolean {

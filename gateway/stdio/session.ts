@@ -1,6 +1,8 @@
 /**
- * One MCP session of the bridge: the SDK's Streamable HTTP server transport for the client side, bound
- * to the principal that opened it and to the process that serves it.
+ * One MCP session of the bridge: an SDK server transport for the client side, bound to the principal
+ * that opened it and to the process that serves it. Streamable HTTP sessions use
+ * `StreamableHTTPServerTransport`; legacy HTTP+SSE sessions (clients that open `GET` + `event: endpoint`)
+ * use `SSEServerTransport`, whose GET stream is the session: when it closes, the session ends.
  *
  * A session ends on DELETE, when the bridge closes, or after `idleTimeout` with no HTTP request in
  * progress (no open GET stream, no pending POST): a client that vanished without DELETE must not keep
@@ -9,6 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { isRequest } from '../jsonrpc.ts';
 import { STDIO_ERRORS, StdioUpstreamError } from './errors.ts';
@@ -27,6 +30,8 @@ export interface BridgeSessionOptions {
   maxBodyBytes: number;
   /** Called once when the session has ended, whatever the reason. */
   onClosed(session: BridgeSession): void;
+  /** A started legacy transport (its `sessionId` must be `id`); absent for Streamable HTTP. */
+  legacy?: SSEServerTransport;
 }
 
 export class BridgeSession implements SessionPort {
@@ -36,7 +41,8 @@ export class BridgeSession implements SessionPort {
   readonly process: MultiplexedProcess;
   readonly openedAt = Date.now();
   lastActivity = Date.now();
-  readonly transport: StreamableHTTPServerTransport;
+  readonly transport: StreamableHTTPServerTransport | SSEServerTransport;
+  readonly legacy: boolean;
   #log: Logger;
   #activeHttp = 0;
   #idleTimer: NodeJS.Timeout | undefined;
@@ -53,7 +59,8 @@ export class BridgeSession implements SessionPort {
     this.#log = opts.log;
     this.#idleTimeoutMs = opts.idleTimeoutMs;
     this.#onClosed = opts.onClosed;
-    this.transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => opts.id, maxRequestBodySize: opts.maxBodyBytes });
+    this.legacy = opts.legacy !== undefined;
+    this.transport = opts.legacy ?? new StreamableHTTPServerTransport({ sessionIdGenerator: () => opts.id, maxRequestBodySize: opts.maxBodyBytes });
     this.transport.onmessage = (msg) => this.#onClientMessage(msg);
     this.transport.onerror = (err) => this.#log.debug({ err }, 'session transport error');
     this.transport.onclose = () => this.#release();
@@ -74,14 +81,37 @@ export class BridgeSession implements SessionPort {
       this.lastActivity = Date.now();
       this.#armIdleTimer();
     });
-    await this.transport.handleRequest(req, res, parsedBody);
+    if (this.transport instanceof StreamableHTTPServerTransport) await this.transport.handleRequest(req, res, parsedBody);
+    else await this.transport.handlePostMessage(req, res, parsedBody);
+  }
+
+  /**
+   * Starts a legacy session's GET stream (writes the `endpoint` event). The stream is the session: it
+   * counts as HTTP activity while open, and the transport's close (stream gone) ends the session.
+   */
+  async openLegacyStream(res: ServerResponse): Promise<void> {
+    this.#activeHttp++;
+    clearTimeout(this.#idleTimer);
+    res.once('close', () => {
+      this.#activeHttp--;
+      this.lastActivity = Date.now();
+    });
+    await this.transport.start();
+  }
+
+  /** Whether the transport accepted the session (a Streamable initialize can be refused: 406, 415 …). */
+  get established(): boolean {
+    return this.legacy || this.transport.sessionId !== undefined;
   }
 
   deliver(message: JSONRPCMessage, relatedRequestId?: RequestId): void {
     if (this.#closed) return;
     // The client's stream may be gone (it disconnected mid-request): the SDK then throws; the message
     // has nowhere to go, which is what disconnecting means.
-    this.transport.send(message, relatedRequestId === undefined ? undefined : { relatedRequestId }).catch((err: unknown) => {
+    const sent = this.transport instanceof StreamableHTTPServerTransport
+      ? this.transport.send(message, relatedRequestId === undefined ? undefined : { relatedRequestId })
+      : this.transport.send(message);
+    sent.catch((err: unknown) => {
       this.#log.debug({ err, session: this.id }, 'message for a closed client stream dropped');
     });
   }

@@ -23,7 +23,14 @@ export async function connectClient(url: string | URL, opts: ConnectOptions = {}
       ? new SSEClientTransport(target, {
           requestInit: { headers },
           // The SSE GET goes through EventSource, which takes its headers from a fetch override.
-          eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }) },
+          // (its own headers, e.g. `Accept: text/event-stream`, may come as a Headers object: merge, never spread).
+          eventSourceInit: {
+            fetch: (u, init) => {
+              const merged = new Headers(init?.headers);
+              for (const [k, v] of Object.entries(headers)) merged.set(k, v);
+              return fetch(u, { ...init, headers: merged });
+            },
+          },
         })
       : new StreamableHTTPClientTransport(target, { requestInit: { headers } });
   await client.connect(transport);

@@ -23,6 +23,8 @@ export const CORE_ERRORS = {
   GW_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, rpc: -32000 },
   GW_ERR_PLUGIN_FAILED: { status: 500, rpc: -32603 },
   GW_ERR_SHUTTING_DOWN: { status: 503, rpc: -32000 },
+  GW_ERR_STARTING: { status: 503, rpc: -32000 },
+  GW_ERR_HEADERS_TOO_LARGE: { status: 431, rpc: -32600 },
 } as const satisfies Record<string, { status: number; rpc: number }>;
 
 export type CoreErrorCode = keyof typeof CORE_ERRORS;

@@ -17,7 +17,7 @@ import { resolvePlugins } from '../config/compile.ts';
 import { ConfigError, loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
 import type { ListenerConfig } from '../config/schema.ts';
 import type { ListenerInfo, SharedServices } from './contract.ts';
-import { coreRefusal, sendRefusal } from './errors.ts';
+import { coreRefusal, refusalMessage, sendRefusal } from './errors.ts';
 import { ListenerPolicy } from './listener-policy.ts';
 import { createLogger } from './logger.ts';
 import { attachProxyEvents, handleExchange, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
@@ -113,7 +113,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'), null, { 'retry-after': '1' });
     }
     if (!runtime) {
-      return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is starting; retry in a moment'), null, { 'retry-after': '1' });
+      return sendRefusal(res, coreRefusal('GW_ERR_STARTING', 'the gateway is starting; retry in a moment'), null, { 'retry-after': '1' });
     }
     void entry(live, runtime, req, res, proxyEnv, log);
   };
@@ -133,10 +133,15 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         resolve();
       });
     });
-    server.on('clientError', (err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-      void err;
+    // Requests Node cannot even parse never reach a route; they still get an answer with a code.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return void socket.destroy();
+      const r = err.code === 'HPE_HEADER_OVERFLOW'
+        ? coreRefusal('GW_ERR_HEADERS_TOO_LARGE', 'the request headers are larger than the gateway accepts')
+        : coreRefusal('GW_ERR_BAD_FRAMING', `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`);
+      const body = JSON.stringify(refusalMessage(r, null));
+      const reason = r.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+      socket.end(`HTTP/1.1 ${r.status} ${reason}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     });
     const port = (server.address() as AddressInfo).port;
     const policy = new ListenerPolicy(cfg, port);
@@ -214,6 +219,11 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
           // While draining, /readyz says no, so load balancers stop sending before the listeners close.
           configLoaded: () => runtime !== undefined && !draining,
         },
+      }).catch((err: unknown) => {
+        // e.g. the admin port is taken: nothing else has started yet but the Redis connection.
+        shared.redis?.disconnect();
+        proxy.close();
+        throw err;
       })
     : undefined;
 

@@ -113,13 +113,13 @@ class ExchangeRun {
   localAnswers: JSONRPCMessage[] = [];
   /** Legacy POST: the client-facing session id (the sealed endpoint). */
   legacySessionId: string | undefined;
-  /** Upstream path and query, decided in stage 2/5. */
+  /** Upstream path and query, decided in stage 3 (a legacy POST's comes from its sealed endpoint). */
   upstreamPathAndQuery = '';
   owner: Buffer | undefined;
 
   outcome: Outcome = { status: 0, bytesIn: 0, bytesOut: 0, durationMs: 0, messageRefusals: [] };
   upstreamSentAt = 0n;
-  timers: NodeJS.Timeout[] = [];
+  /** Run once when the exchange ends: timers to clear, deadlines to cancel. */
   cleanups: Array<() => void> = [];
   upstreamReq: import('node:http').ClientRequest | undefined;
   finished = false;
@@ -174,45 +174,7 @@ class ExchangeRun {
     }
   }
 
-  // ── stage 3 ──────────────────────────────────────────────────────────────────────────────────────
-
-  openSession(): Refusal | undefined {
-    const principal = this.x.get(PRINCIPAL);
-    this.owner = ownerOf(principal);
-    const binding = this.route.info.name;
-    const headerValue = this.req.headers[SESSION_HEADER];
-    this.upstreamPathAndQuery = this.route.upstreamPath(this.x.url);
-
-    const legacyParam = this.x.url.search.includes(LEGACY_SESSION_PARAM) ? this.x.url.searchParams.get(LEGACY_SESSION_PARAM) : null;
-    if (legacyParam !== null && this.req.method === 'POST') {
-      const opened = this.env.sealer.open(SEAL_KIND.legacyEndpoint, legacyParam, this.owner, binding);
-      if (!opened || !opened.ownerMatches) return this.sessionNotFound();
-      this.x.transport = 'sse';
-      this.x.sessionId = legacyParam;
-      this.legacySessionId = legacyParam;
-      this.upstreamPathAndQuery = opened.payload;
-      this.env.sessions.touched(legacyParam);
-      return undefined;
-    }
-    if (typeof headerValue === 'string') {
-      const opened = this.env.sealer.open(SEAL_KIND.streamableSession, headerValue, this.owner, binding);
-      if (!opened || !opened.ownerMatches) return this.sessionNotFound();
-      this.x.transport = 'streamable-http';
-      this.x.sessionId = headerValue;
-      this.x.upstreamHeaders[SESSION_HEADER] = opened.payload;
-      this.env.sessions.touched(headerValue);
-    } else if (this.req.method === 'POST') {
-      this.x.transport = 'streamable-http';
-    }
-    return undefined;
-  }
-
-  sessionNotFound(): Refusal {
-    // The same answer for an unknown, ended, tampered or someone else's session: nothing to probe.
-    return coreRefusal('GW_ERR_SESSION_NOT_FOUND', 'Session not found: start a new session (initialize again)');
-  }
-
-  // ── stage 3 ──────────────────────────────────────────────────────────────────────────────────────
+  // ── stage 2 ──────────────────────────────────────────────────────────────────────────────────────
 
   hasBody(): boolean {
     const h = this.req.headers;
@@ -254,6 +216,44 @@ class ExchangeRun {
     // The rest of the body is not read: close the connection rather than drain it.
     this.res.setHeader('connection', 'close');
     return coreRefusal('GW_ERR_BODY_TOO_LARGE', `the request body is larger than this route accepts (${limit} bytes)`);
+  }
+
+  // ── stage 3 ──────────────────────────────────────────────────────────────────────────────────────
+
+  openSession(): Refusal | undefined {
+    const principal = this.x.get(PRINCIPAL);
+    this.owner = ownerOf(principal);
+    const binding = this.route.info.name;
+    const headerValue = this.req.headers[SESSION_HEADER];
+    this.upstreamPathAndQuery = this.route.upstreamPath(this.x.url);
+
+    const legacyParam = this.x.url.search.includes(LEGACY_SESSION_PARAM) ? this.x.url.searchParams.get(LEGACY_SESSION_PARAM) : null;
+    if (legacyParam !== null && this.req.method === 'POST') {
+      const opened = this.env.sealer.open(SEAL_KIND.legacyEndpoint, legacyParam, this.owner, binding);
+      if (!opened || !opened.ownerMatches) return this.sessionNotFound();
+      this.x.transport = 'sse';
+      this.x.sessionId = legacyParam;
+      this.legacySessionId = legacyParam;
+      this.upstreamPathAndQuery = opened.payload;
+      this.env.sessions.touched(legacyParam);
+      return undefined;
+    }
+    if (typeof headerValue === 'string') {
+      const opened = this.env.sealer.open(SEAL_KIND.streamableSession, headerValue, this.owner, binding);
+      if (!opened || !opened.ownerMatches) return this.sessionNotFound();
+      this.x.transport = 'streamable-http';
+      this.x.sessionId = headerValue;
+      this.x.upstreamHeaders[SESSION_HEADER] = opened.payload;
+      this.env.sessions.touched(headerValue);
+    } else if (this.req.method === 'POST') {
+      this.x.transport = 'streamable-http';
+    }
+    return undefined;
+  }
+
+  sessionNotFound(): Refusal {
+    // The same answer for an unknown, ended, tampered or someone else's session: nothing to probe.
+    return coreRefusal('GW_ERR_SESSION_NOT_FOUND', 'Session not found: start a new session (initialize again)');
   }
 
   // ── stage 4 ──────────────────────────────────────────────────────────────────────────────────────
@@ -371,11 +371,11 @@ class ExchangeRun {
     (this.req as { headers: IncomingMessage['headers'] }).headers = headers;
     this.upstreamSentAt = process.hrtime.bigint();
     const t = this.upstream.timeouts;
-    if (t.total > 0) this.timers.push(setTimeout(() => this.onTimeout('total'), t.total));
+    if (t.total > 0) this.after(t.total, () => this.onTimeout('total'));
     const firstByte = this.legacySessionId && this.route.config.legacyPostTimeout > 0
       ? (t.firstByte > 0 ? Math.min(t.firstByte, this.route.config.legacyPostTimeout) : this.route.config.legacyPostTimeout)
       : t.firstByte;
-    if (firstByte > 0) this.timers.push(setTimeout(() => { if (!this.res.headersSent) this.onTimeout('firstByte'); }, firstByte));
+    if (firstByte > 0) this.after(firstByte, () => { if (!this.res.headersSent) this.onTimeout('firstByte'); });
 
     this.env.proxy.web(this.req, this.res, {
       target: this.upstream.origin + this.upstreamPathAndQuery,
@@ -393,8 +393,7 @@ class ExchangeRun {
     const connect = this.upstream.timeouts.connect;
     const socket = proxyReq.socket;
     if (connect > 0 && socket && (socket as { connecting?: boolean }).connecting) {
-      const timer = setTimeout(() => this.onTimeout('connect'), connect);
-      this.timers.push(timer);
+      const timer = this.after(connect, () => this.onTimeout('connect'));
       socket.once('connect', () => clearTimeout(timer));
     }
   }
@@ -439,13 +438,8 @@ class ExchangeRun {
     this.sealResponseSession(headers);
     const head = { status: proxyRes.statusCode ?? 502, headers };
     let refused: Refusal | undefined;
-    if (this.pipeline.hasResponseHooks) {
-      try {
-        refused = await this.pipeline.response(head, this.x);
-      } catch (err) {
-        refused = coreRefusal('GW_ERR_PLUGIN_FAILED', (err as Error).message);
-      }
-    }
+    // (A throwing hook is already a GW_ERR_PLUGIN_FAILED refusal from the pipeline.)
+    if (this.pipeline.hasResponseHooks) refused = await this.pipeline.response(head, this.x);
     if (refused) {
       proxyRes.destroy();
       return this.refuse(refused);
@@ -546,8 +540,7 @@ class ExchangeRun {
     }, hb) : undefined;
     heartbeat?.unref();
     const idleMs = this.upstream.timeouts.idle;
-    const idle = idleMs > 0 ? setTimeout(() => this.onTimeout('idle'), idleMs) : undefined;
-    if (idle) this.timers.push(idle);
+    const idle = idleMs > 0 ? this.after(idleMs, () => this.onTimeout('idle')) : undefined;
     const deadline = this.x.get(STREAM_DEADLINE);
     if (deadline !== undefined) {
       this.cleanups.push(runAt(deadline, () => {
@@ -556,7 +549,7 @@ class ExchangeRun {
         res.end();
       }));
     }
-    if (heartbeat) this.timers.push(heartbeat);
+    if (heartbeat) this.cleanups.push(() => clearInterval(heartbeat));
     // Answers the gateway made for refused elements of a batch go first.
     for (const a of this.localAnswers) write(messageEvent(JSON.stringify(a)));
 
@@ -564,7 +557,7 @@ class ExchangeRun {
       const fields = parseEvent(block);
       if (awaitingEndpoint && fields.event === 'endpoint' && fields.data !== undefined) {
         awaitingEndpoint = false;
-        const rewritten = this.rewriteEndpoint(fields.data, proxyRes);
+        const rewritten = this.rewriteEndpoint(fields.data);
         legacyId = rewritten.sessionId;
         return replaceEventData(block, rewritten.uri);
       }
@@ -623,9 +616,8 @@ class ExchangeRun {
    * its own URL, so it must point back at this gateway, under this route, with the upstream's path and
    * query sealed in (the client never learns them) and, for URL-token clients, their token.
    */
-  rewriteEndpoint(data: string, proxyRes: IncomingMessage): { uri: string; sessionId: string } {
+  rewriteEndpoint(data: string): { uri: string; sessionId: string } {
     const upstreamUrl = new URL(data.trim(), this.upstream.origin + this.upstreamPathAndQuery);
-    void proxyRes;
     const sealed = this.env.sealer.seal(SEAL_KIND.legacyEndpoint, upstreamUrl.pathname + upstreamUrl.search, this.owner!, this.route.info.name);
     const clientPath = this.route.clientPath(upstreamUrl.pathname);
     const query = new URLSearchParams({ [LEGACY_SESSION_PARAM]: sealed });
@@ -762,6 +754,13 @@ class ExchangeRun {
     this.env.observer.message({ route: this.route.info.name, direction, method, tool });
   }
 
+  /** A timer cleared when the exchange ends. */
+  after(ms: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(fn, ms);
+    this.cleanups.push(() => clearTimeout(timer));
+    return timer;
+  }
+
   noteMessageRefusal(m: unknown, r: Refusal): void {
     const method = (m as { method?: unknown }).method;
     this.outcome.messageRefusals.push({ id: idOf(m), method: typeof method === 'string' ? method : undefined, code: r.code, plugin: r.plugin });
@@ -796,7 +795,6 @@ class ExchangeRun {
   finish(): void {
     if (this.finished) return;
     this.finished = true;
-    for (const t of this.timers) clearTimeout(t);
     for (const c of this.cleanups) c();
     // An unfinished upstream request dies with the exchange (the client went away, a timeout fired).
     // A finished one must not be touched: destroying it would close its keep-alive socket.

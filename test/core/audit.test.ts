@@ -6,12 +6,10 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { startEverything, type RunningUpstream } from '../helpers/upstreams.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { connectClient } from '../helpers/mcp-client.ts';
-
-const SECRET = 'audit-test-secret-long-enough-for-hs256-signing';
+import { authPluginItems, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 
 describe('audit to a file', () => {
   let upstream: RunningUpstream;
@@ -19,9 +17,7 @@ describe('audit to a file', () => {
   let token: string;
   before(async () => {
     upstream = await startEverything('streamableHttp');
-    token = await new SignJWT({ tenant_id: 'acme' }).setProtectedHeader({ alg: 'HS256' })
-      .setIssuer('iss').setAudience('aud').setSubject('alice').setIssuedAt().setExpirationTime('5m')
-      .sign(new TextEncoder().encode(SECRET));
+    token = await tokenFor('acme', { sub: 'alice' });
     gw = await startTestGateway(`
 listeners: [{ name: main, port: 0 }]
 upstreams: { everything: { url: ${upstream.url}/mcp } }
@@ -29,11 +25,8 @@ routes:
   - listener: main
     path: /mcp
     upstream: everything
-    plugins:
-      - { type: audit, destination: logs/audit.log, flushInterval: 200ms }
-      - { type: token, sources: [header, query] }
-      - { type: jwt, keys: { secret: "\${S}" }, algorithms: [HS256], issuer: iss, audience: aud }
-`, { env: { S: SECRET } });
+    plugins: [{ type: audit, destination: logs/audit.log, flushInterval: 200ms }, ${authPluginItems(['header', 'query'])}]
+`, { env: GATEWAY_ENV });
   });
   after(async () => {
     await gw?.close();

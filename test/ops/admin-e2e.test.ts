@@ -6,19 +6,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SignJWT } from 'jose';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { authPlugins, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 
-const SECRET = 'admin-e2e-secret-that-is-long-enough-for-hs256';
 const ADMIN = 'admin-e2e-token';
-
-function token(tenant: string, sub: string): Promise<string> {
-  return new SignJWT({ tenant_id: tenant })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuer('https://issuer.test').setAudience('mcp').setSubject(sub)
-    .setIssuedAt().setExpirationTime('10m')
-    .sign(new TextEncoder().encode(SECRET));
-}
 
 interface AdminSession { id: string; tenant?: string; subject?: string; route: string; transport: string; upstream: string; process?: { pool: string; pid: number } }
 
@@ -41,17 +32,15 @@ routes:
   - listener: main
     path: /mcp
     upstream: memory
-    plugins:
-      - { type: token }
-      - { type: jwt, keys: { secret: "\${JWT_SECRET}" }, algorithms: [HS256], issuer: https://issuer.test, audience: mcp }
+    plugins: ${authPlugins()}
 admin: { token: ${ADMIN} }
-`, { env: { JWT_SECRET: SECRET } });
+`, { env: GATEWAY_ENV });
   });
   after(() => gw?.close());
 
   test('lists sessions with their owner and process, lists processes, and ends a session', async () => {
     const transport = new StreamableHTTPClientTransport(new URL(gw.url() + '/mcp'), {
-      requestInit: { headers: { authorization: `Bearer ${await token('acme', 'alice')}` } },
+      requestInit: { headers: { authorization: `Bearer ${await tokenFor('acme', { sub: 'alice' })}` } },
     });
     const client = new Client({ name: 'admin-e2e', version: '1' });
     await client.connect(transport);

@@ -6,14 +6,11 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { authPlugins, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 import { connectClient } from '../helpers/mcp-client.ts';
 
-const SECRET = 'legacy-sse-stdio-secret-long-enough-for-hs256';
-const token = (tenant: string) => new SignJWT({ tenant_id: tenant }).setProtectedHeader({ alg: 'HS256' })
-  .setIssuer('iss').setAudience('aud').setSubject('alice').setIssuedAt().setExpirationTime('5m')
-  .sign(new TextEncoder().encode(SECRET));
+const token = (tenant: string) => tokenFor(tenant, { sub: 'alice' });
 
 describe('legacy HTTP+SSE clients in front of a stdio upstream', () => {
   let gw: TestGateway;
@@ -26,15 +23,11 @@ upstreams:
       command: mcp-server-memory
       pathEnv:
         MEMORY_FILE_PATH: data/memory-{tenant}.jsonl
-x-auth: &auth
-  - { type: token, sources: [header, query] }
-  - { type: jwt, keys: { secret: "\${S}" }, algorithms: [HS256], issuer: iss, audience: aud }
+x-auth: &auth ${authPlugins(['header', 'query'])}
 routes:
   - { listener: main, path: /mcp, upstream: memory, plugins: *auth }
   - { listener: main, path: /sse, upstream: memory, plugins: *auth }
-`, { env: { S: SECRET } }).catch((err) => {
-      throw err;
-    });
+`, { env: GATEWAY_ENV });
   });
   after(() => gw?.close());
 

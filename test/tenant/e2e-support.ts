@@ -3,14 +3,11 @@
  * authentication part of a route, and raw Streamable HTTP calls for what the SDK client hides (HTTP
  * status, headers, batches).
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SignJWT } from 'jose';
+import { AUDIENCE, ISSUER } from '../helpers/hs256-auth.ts';
 
-export const JWT_SECRET = randomBytes(32).toString('base64url');
-export const ISSUER = 'https://issuer.tenant.test';
-export const AUDIENCE = 'mcp-gateway-tenant-test';
+export { AUDIENCE, GATEWAY_ENV, ISSUER, JWT_SECRET, tokenFor } from '../helpers/hs256-auth.ts';
 
 /** Absolute path of the wire-recorder test plugin, for `- type: <path>` in gateway.yaml. */
 export const WIRE_RECORDER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/tenant/wire-recorder.ts');
@@ -23,19 +20,6 @@ export const AUTH_PLUGINS = `
         algorithms: [HS256]
         issuer: ${ISSUER}
         audience: ${AUDIENCE}`;
-
-export const GATEWAY_ENV = { JWT_SECRET };
-
-export async function tokenFor(tenant: string, opts: { sub?: string; scope?: string } = {}): Promise<string> {
-  return new SignJWT({ tenant_id: tenant, ...(opts.scope ? { scope: opts.scope } : {}) })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuer(ISSUER)
-    .setAudience(AUDIENCE)
-    .setSubject(opts.sub ?? `user-of-${tenant}`)
-    .setIssuedAt()
-    .setExpirationTime('10m')
-    .sign(new TextEncoder().encode(JWT_SECRET));
-}
 
 const ACCEPT = 'application/json, text/event-stream';
 

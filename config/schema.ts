@@ -109,7 +109,16 @@ export const StdioUpstreamSchema = z.strictObject({
     maxProcessesPerTenant: int().pipe(z.number().min(1)).default(10),
     /** Time a child gets between SIGTERM and SIGKILL on shutdown. Default 5s. */
     shutdownGrace: duration().default(5_000),
-    /** Longest time to wait for a child's answer to a request. Default 0 (none). */
+    /**
+     * Longest time to start a process: spawn plus the answer to its `initialize`. Default 30s; must be
+     * above 0 (a server that never finishes initializing would otherwise hold its sessions forever).
+     * Servers run through `npx` may download their package first: raise it for those.
+     */
+    startTimeout: duration().pipe(z.number().min(1, 'use a duration above 0')).default(30_000),
+    /**
+     * Longest wait for the child's answer to one request, counted from when it is written to the
+     * process (a process still starting is bounded by `startTimeout`, not this). Default 0 (none).
+     */
     requestTimeout: duration().default(0),
   }),
 });

@@ -337,6 +337,7 @@ class Bridge implements StdioBridge {
       spec: this.#command.render(values),
       log: this.#log.child({ pool: key }),
       shutdownGraceMs: this.#cfg.shutdownGrace,
+      startTimeoutMs: this.#cfg.startTimeout,
       requestTimeoutMs: this.#cfg.requestTimeout,
     });
     this.#pools.set(key, process);

@@ -29,8 +29,6 @@ import { StdioChild } from './child.ts';
 import type { SpawnSpec } from './command.ts';
 import { STDIO_ERRORS, StdioUpstreamError, type StdioErrorCode } from './errors.ts';
 
-/** How long `initialize` may take when no `requestTimeout` is configured. */
-const DEFAULT_START_TIMEOUT_MS = 60_000;
 /** First restart delay after a crash; doubled per consecutive crash, capped below. */
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
@@ -50,7 +48,13 @@ export interface MultiplexedProcessOptions {
   spec: SpawnSpec;
   log: Logger;
   shutdownGraceMs: number;
-  /** 0 = no limit. */
+  /**
+   * Bounds spawn plus the process's answer to `initialize` (config `startTimeout`, above 0). Separate
+   * from `requestTimeoutMs` because starting (a node process, an `npx` download) routinely takes longer
+   * than a tool call should.
+   */
+  startTimeoutMs: number;
+  /** Bounds each request once written to the running process; 0 = no limit. */
   requestTimeoutMs: number;
 }
 
@@ -265,10 +269,9 @@ export class MultiplexedProcess {
     this.#child = child;
     this.#log.info({ pid: child.pid }, 'upstream process started');
 
-    const timeoutMs = this.#opts.requestTimeoutMs || DEFAULT_START_TIMEOUT_MS;
     let result: unknown;
     try {
-      result = await this.#internalRequest('initialize', this.#initParams, timeoutMs);
+      result = await this.#internalRequest('initialize', this.#initParams, this.#opts.startTimeoutMs, 'startTimeout');
     } catch (err) {
       // A process that cannot initialize is useless: stop it so it does not linger.
       if (this.#child === child) {
@@ -430,14 +433,15 @@ export class MultiplexedProcess {
     this.#forwardRequest(session, rec, msg as JSONRPCMessage & { id: RequestId; method: string });
   }
 
-  #internalRequest(method: string, params: unknown, timeoutMs = this.#opts.requestTimeoutMs): Promise<unknown> {
+  /** A request of the bridge's own; `limit` names the config field bounding it (for the error message). */
+  #internalRequest(method: string, params: unknown, timeoutMs = this.#opts.requestTimeoutMs, limit = 'requestTimeout'): Promise<unknown> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const entry: Pending = { kind: 'internal', resolve, reject };
       if (timeoutMs > 0) {
         entry.timer = setTimeout(() => {
           this.#pending.delete(id);
-          reject(new StdioUpstreamError('GW_ERR_UPSTREAM_TIMEOUT', `the upstream process did not answer ${method} within ${timeoutMs}ms`));
+          reject(new StdioUpstreamError('GW_ERR_UPSTREAM_TIMEOUT', `the upstream process did not answer ${method} within ${timeoutMs}ms (${limit})`));
         }, timeoutMs);
       }
       this.#pending.set(id, entry);

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { StdioUpstreamSchema } from '../../config/schema.ts';
 import { bridgeFor, captureLog, children, connect, groupMembers, textOf, waitFor, refusalOf } from './fixtures.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
@@ -201,21 +202,63 @@ describe('stdio bridge lifecycle', () => {
     }
   });
 
+  // The tool never answers, so the timeout is the only way out, however slow the machine; the start is
+  // bounded by startTimeout (30s by default), not by the 200ms requestTimeout.
   test('requestTimeout answers GW_ERR_UPSTREAM_TIMEOUT and cancels the request upstream', async () => {
-    const bridge = await bridgeFor({ command: 'node', args: [FAKE], requestTimeout: '200ms' }, { configDir: dir });
+    const cap = captureLog();
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE], requestTimeout: '200ms' }, { configDir: dir, log: cap.log });
     try {
       const s = await connect(bridge, 'slow');
-      await assert.rejects(s.client.callTool({ name: 'sleep', arguments: { ms: 1000 } }), (err: unknown) => {
+      await assert.rejects(s.client.callTool({ name: 'hang', arguments: {} }), (err: unknown) => {
         assert.ok(err instanceof McpError);
         assert.equal((err.data as { code: string }).code, 'GW_ERR_UPSTREAM_TIMEOUT');
         return true;
       });
-      const stats = JSON.parse(textOf(await s.client.callTool({ name: 'stats', arguments: {} })));
-      assert.equal(stats.cancelled.length, 1);
+      await waitFor('the server got the cancellation', () =>
+        cap.lines().some((l) => typeof l.stderr === 'string' && /^cancelled \d+ timeout$/.test(l.stderr)));
       await s.client.close();
     } finally {
       await bridge.close();
     }
+  });
+
+  test('a server slower to initialize than requestTimeout still starts (startTimeout bounds the start) and serves calls', async () => {
+    // The fake answers initialize 1.5s after receiving it: always later than the 1s requestTimeout.
+    const bridge = await bridgeFor(
+      { command: 'node', args: [FAKE], env: { INIT_DELAY_MS: '1500' }, requestTimeout: '1s' },
+      { configDir: dir },
+    );
+    try {
+      const s = await connect(bridge, 'slowstart');
+      assert.equal(textOf(await s.client.callTool({ name: 'echo', arguments: { text: 'up' } })), 'up');
+      assert.equal(bridge.processes()[0].state, 'running');
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('startTimeout bounds spawn + initialize: a server that never initializes is refused and stopped', async () => {
+    const bridge = await bridgeFor(
+      { command: 'node', args: [FAKE], env: { INIT_DELAY_MS: 'never' }, startTimeout: '300ms' },
+      { configDir: dir },
+    );
+    try {
+      await assert.rejects(connect(bridge, 'nostart'), (err: unknown) => {
+        assert.ok(err instanceof McpError, String(err));
+        assert.equal((err.data as { code: string }).code, 'GW_ERR_UPSTREAM_TIMEOUT');
+        assert.match(err.message, /startTimeout/);
+        return true;
+      });
+      await waitFor('the process that never started is stopped', () => children().pids.length === 0 && bridge.sessions().length === 0);
+      assert.equal(bridge.processes()[0].state, 'crashed');
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('startTimeout must be above 0', () => {
+    assert.throws(() => StdioUpstreamSchema.parse({ stdio: { command: 'node', startTimeout: 0 } }), /startTimeout/);
   });
 
   test('a command that cannot start answers initialize with GW_ERR_UPSTREAM_SPAWN_FAILED', async () => {

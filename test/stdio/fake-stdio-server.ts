@@ -11,7 +11,13 @@
  *   progress {steps}       → emits `steps` progress notifications with the request's token, then "done"
  *   ask {text}             → sends sampling/createMessage, answers with the client's reply text
  *   update {uri}           → emits notifications/resources/updated for uri, then "ok"
- * IGNORE_SIGTERM=1 in the environment makes it ignore SIGTERM and stdin EOF (to test the SIGKILL after grace).
+ *   hang                   → never answers (only a timeout or a cancellation ends it)
+ *   env                    → JSON of its environment
+ *   garbage {lines}        → writes `lines` non-JSON lines on stdout, then "ok"
+ * Environment:
+ *   IGNORE_SIGTERM=1       ignore SIGTERM and stdin EOF (to test the SIGKILL after grace)
+ *   INIT_DELAY_MS=<n>      answer `initialize` only after n ms; `never` never answers it
+ * Every cancellation received is written to stderr as `cancelled <requestId> <reason>`.
  */
 type Msg = { jsonrpc: '2.0'; id?: number | string; method?: string; params?: any; result?: any; error?: any };
 
@@ -71,6 +77,13 @@ async function call(id: number | string, name: string, args: any, meta: any): Pr
     case 'update':
       send({ jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri: String(args.uri) } });
       return send({ jsonrpc: '2.0', id, result: text('ok') });
+    case 'hang':
+      return;
+    case 'env':
+      return send({ jsonrpc: '2.0', id, result: text(JSON.stringify(process.env)) });
+    case 'garbage':
+      process.stdout.write(`not json, line of garbage\n`.repeat(Number(args.lines)));
+      return send({ jsonrpc: '2.0', id, result: text('ok') });
     default:
       return send({ jsonrpc: '2.0', id, error: { code: -32602, message: `unknown tool ${name}` } });
   }
@@ -88,14 +101,19 @@ function handle(m: Msg): void {
   }
   if (m.id === undefined) {
     if (m.method === 'notifications/initialized') initialized++;
-    if (m.method === 'notifications/cancelled') cancelled.push(m.params?.requestId);
+    if (m.method === 'notifications/cancelled') {
+      cancelled.push(m.params?.requestId);
+      process.stderr.write(`cancelled ${m.params?.requestId} ${m.params?.reason}\n`);
+    }
     return;
   }
   const id = m.id;
   switch (m.method) {
-    case 'initialize':
+    case 'initialize': {
       initializes++;
-      return send({
+      const delay = process.env.INIT_DELAY_MS;
+      if (delay === 'never') return;
+      const answer = () => send({
         jsonrpc: '2.0',
         id,
         result: {
@@ -104,6 +122,10 @@ function handle(m: Msg): void {
           serverInfo: { name: 'fake-stdio-server', version: '1.0.0' },
         },
       });
+      if (delay) setTimeout(answer, Number(delay));
+      else answer();
+      return;
+    }
     case 'ping':
     case 'resources/subscribe':
     case 'resources/unsubscribe':
@@ -113,7 +135,7 @@ function handle(m: Msg): void {
       return send({
         jsonrpc: '2.0',
         id,
-        result: { tools: ['echo', 'sleep', 'stats', 'list_changed', 'log', 'progress', 'ask', 'update'].map((name) => ({ name, inputSchema: { type: 'object' } })) },
+        result: { tools: ['echo', 'sleep', 'stats', 'list_changed', 'log', 'progress', 'ask', 'update', 'hang', 'env', 'garbage'].map((name) => ({ name, inputSchema: { type: 'object' } })) },
       });
     case 'tools/call':
       void call(id, m.params?.name, m.params?.arguments ?? {}, m.params?._meta);

@@ -162,6 +162,13 @@ export const RouteSchema = z.strictObject({
    * unknown session). Default 30s.
    */
   legacyPostTimeout: duration().default(30_000),
+  /**
+   * Longest time to receive a request body, from the request's headers to its last byte; a client
+   * trickling its body slower than that is answered 408 GW_ERR_REQUEST_TIMEOUT. It never limits
+   * answers or SSE streams (those have `timeouts`). Default 30s; 0 disables (not recommended: one
+   * client could then hold a connection and a buffer forever).
+   */
+  bodyTimeout: duration().default(30_000),
 });
 
 export const GatewayConfigSchema = z.strictObject({

@@ -48,7 +48,22 @@ export type MessageVerdict =
    * not forwarded; a refused notification or response is dropped. `rpcCode` is the JSON-RPC error code
    * (e.g. -32602 invalid params), `code` the gateway's stable `GW_ERR_…` code.
    */
-  | { kind: 'reject'; rpcCode: number; code: string; message: string; data?: Record<string, unknown> };
+  | {
+      kind: 'reject';
+      rpcCode: number;
+      code: string;
+      message: string;
+      /** Extra data placed in the JSON-RPC error's `data` next to `code`. */
+      data?: Record<string, unknown>;
+      /**
+       * HTTP status of the answer when the refused message is a lone request in a JSON body (e.g. 429
+       * for a rate limit). Inside a batch or an SSE stream each message gets its JSON-RPC error and the
+       * HTTP status stays 200. Default 200.
+       */
+      httpStatus?: number;
+      /** HTTP headers for that same lone-request answer (e.g. `retry-after`). */
+      httpHeaders?: Record<string, string>;
+    };
 
 /** A typed key for per-exchange state, so plugins share values without ad-hoc properties. */
 export class Key<T> {

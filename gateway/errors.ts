@@ -25,6 +25,11 @@ export const CORE_ERRORS = {
   GW_ERR_SHUTTING_DOWN: { status: 503, rpc: -32000 },
   GW_ERR_STARTING: { status: 503, rpc: -32000 },
   GW_ERR_HEADERS_TOO_LARGE: { status: 431, rpc: -32600 },
+  GW_ERR_DUPLICATE_HEADER: { status: 400, rpc: -32600 },
+  GW_ERR_REQUEST_TIMEOUT: { status: 408, rpc: -32600 },
+  GW_ERR_DUPLICATE_ID: { status: 400, rpc: -32600 },
+  GW_ERR_TOO_MANY_PENDING: { status: 429, rpc: -32000 },
+  GW_ERR_UPSTREAM_UNINSPECTABLE: { status: 502, rpc: -32000 },
 } as const satisfies Record<string, { status: number; rpc: number }>;
 
 export type CoreErrorCode = keyof typeof CORE_ERRORS;

@@ -7,6 +7,7 @@
  */
 import type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonRpcId } from './errors.ts';
+import { decodeJson } from './messages/json-codec.ts';
 
 export type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification };
 
@@ -55,29 +56,11 @@ export function toolNameOf(m: unknown): string | undefined {
   return e?.method === 'tools/call' && typeof e.params?.name === 'string' ? e.params.name : undefined;
 }
 
-export type ParsedBody =
-  | { ok: true; batch: boolean; messages: unknown[] }
-  | { ok: false; reason: 'parse' | 'shape'; detail: string };
-
-/** Parses a POST body into messages. An empty batch or a non-object is not JSON-RPC. */
-export function parseBody(body: Buffer): ParsedBody {
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    return { ok: false, reason: 'parse', detail: (err as Error).message };
-  }
-  if (Array.isArray(value)) {
-    if (value.length === 0) return { ok: false, reason: 'shape', detail: 'an empty batch' };
-    return { ok: true, batch: true, messages: value };
-  }
-  if (!value || typeof value !== 'object') return { ok: false, reason: 'shape', detail: 'not a JSON-RPC object' };
-  return { ok: true, batch: false, messages: [value] };
-}
-
-/** The id of a lone request in a body, for error answers when the body was not otherwise parsed. */
-export function idOfBody(body: Buffer | undefined): JsonRpcId {
-  if (!body || body.length === 0 || body.length > 1_000_000) return null;
-  const parsed = parseBody(body);
-  return parsed.ok && !parsed.batch ? idOf(parsed.messages[0]) : null;
+/**
+ * A POST body as the stdio bridge reads it. Kept for the bridge, which the in-process stdio transport
+ * replaces; the proxy uses messages/json-codec.ts.
+ */
+export function parseBody(body: Buffer): { ok: true; batch: boolean; messages: unknown[] } | { ok: false; reason: string; detail: string } {
+  const d = decodeJson(body);
+  return d.ok ? { ok: true, batch: d.batch, messages: d.values } : d;
 }

@@ -61,11 +61,15 @@ export class Pipeline {
     return runMessageHooks(list, msg, x, ctx);
   }
 
-  /** Runs completion hooks; a throwing hook is logged and the others still run. */
+  /** Runs completion hooks; a throwing (or rejecting) hook is logged and the others still run. */
   done(x: Exchange, outcome: Outcome): void {
     for (const p of this.#onDone) {
       try {
-        p.onDone!(x, outcome);
+        // Typed as void, but a plugin author may well write `async onDone`: its rejection is caught too.
+        const r = p.onDone!(x, outcome) as unknown;
+        if (r && typeof (r as Promise<unknown>).then === 'function') {
+          (r as Promise<unknown>).then(undefined, (err: unknown) => x.log.error({ err, plugin: p.name }, 'onDone hook failed'));
+        }
       } catch (err) {
         x.log.error({ err, plugin: p.name }, 'onDone hook threw');
       }
@@ -115,17 +119,15 @@ async function runMessageHooks(
     if (verdict.kind === 'replace') current = verdict.message;
     else if (verdict.kind === 'drop') return { kind: 'drop', plugin: p.name };
     else {
-      const data = verdict.data ?? {};
-      const { httpStatus, httpHeaders, ...rest } = data as { httpStatus?: unknown; httpHeaders?: unknown };
       return {
         kind: 'reject',
         refusal: {
-          status: typeof httpStatus === 'number' ? httpStatus : 200,
-          headers: httpHeaders && typeof httpHeaders === 'object' ? (httpHeaders as Record<string, string>) : undefined,
+          status: verdict.httpStatus ?? 200,
+          headers: verdict.httpHeaders,
           rpcCode: verdict.rpcCode,
           code: verdict.code,
           message: verdict.message,
-          data: rest,
+          data: verdict.data,
           plugin: p.name,
         },
       };

@@ -8,8 +8,8 @@
  */
 import type { ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
-import type { JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Transport } from './contract.ts';
+import type { PendingRequests } from './messages/correlation.ts';
 
 export interface SessionInfo {
   id: string;
@@ -34,40 +34,38 @@ interface SessionRecord {
   openedAt: number;
   lastActivityAt: number;
   streams: Set<ServerResponse>;
-  /** Ends the session at the upstream (DELETE for Streamable HTTP); set by the proxy. */
-  endUpstream?: () => Promise<void>;
+  /** How to end the session at the upstream (DELETE for Streamable HTTP); set by the proxy. */
+  endUpstream?: UpstreamSessionEnd;
 }
 
-/** Requests a legacy-SSE client sent, by id, so responses on its stream know what they answer. */
-export class PendingRequests {
-  readonly #map = new Map<string, JSONRPCRequest>();
-  readonly #max: number;
-  constructor(max = 1000) {
-    this.#max = max;
-  }
-  add(key: string, req: JSONRPCRequest): void {
-    if (this.#map.size >= this.#max) this.#map.delete(this.#map.keys().next().value!);
-    this.#map.set(key, req);
-  }
-  take(key: string): JSONRPCRequest | undefined {
-    const r = this.#map.get(key);
-    if (r) this.#map.delete(key);
-    return r;
-  }
+/** How to end a session at its upstream: a DELETE to `url` (Streamable HTTP). */
+export interface UpstreamSessionEnd {
+  url: string;
+  headers: Record<string, string>;
+  /** The upstream's credential and signed identity, made at the time of the call. */
+  credentials(): Record<string, string>;
 }
 
 /** An open legacy SSE stream the gateway can write messages into. */
 export interface LegacyStream {
+  /** Requests of this session awaiting their answer on the stream (every POST of the session). */
   pending: PendingRequests;
   /** Writes one JSON-RPC message as an SSE `message` event. */
   send(json: string): void;
 }
 
+/** Ids in flight per Streamable HTTP session, across that session's concurrent exchanges. */
+interface InflightIds {
+  ids: Set<string>;
+  holders: number;
+}
+
 export class SessionRegistry {
   readonly #sessions = new LRUCache<string, SessionRecord>({ max: 50_000, ttl: 24 * 3600_000, updateAgeOnGet: true });
   readonly #legacy = new Map<string, LegacyStream>();
+  readonly #inflight = new Map<string, InflightIds>();
 
-  opened(id: string, info: SessionRecord['info'], endUpstream?: () => Promise<void>, upstreamSessionId?: string): void {
+  opened(id: string, info: SessionRecord['info'], endUpstream?: UpstreamSessionEnd, upstreamSessionId?: string): void {
     const now = Date.now();
     const existing = this.#sessions.get(id);
     if (existing) {
@@ -107,6 +105,23 @@ export class SessionRegistry {
     return this.#legacy.get(id);
   }
 
+  /**
+   * The request ids a Streamable HTTP session has in flight on this replica, shared by its concurrent
+   * exchanges so that none reuses an id another is still waiting on. Call the returned release once.
+   */
+  holdInflight(id: string): { ids: Set<string>; release(): void } {
+    let entry = this.#inflight.get(id);
+    if (!entry) this.#inflight.set(id, (entry = { ids: new Set(), holders: 0 }));
+    entry.holders++;
+    const held = entry;
+    return {
+      ids: held.ids,
+      release: () => {
+        if (--held.holders === 0) this.#inflight.delete(id);
+      },
+    };
+  }
+
   /** @param processOf finds the stdio process serving an upstream session, when there is one. */
   list(processOf?: (upstream: string, upstreamSessionId: string) => SessionInfo['process']): SessionInfo[] {
     return [...this.#sessions.entries()].map(([, r]) => ({
@@ -129,7 +144,12 @@ export class SessionRegistry {
     if (!r) return false;
     this.#sessions.delete(id);
     for (const res of r.streams) res.end();
-    await r.endUpstream?.().catch(() => undefined);
+    const end = r.endUpstream;
+    if (end) {
+      await fetch(end.url, { method: 'DELETE', headers: { ...end.headers, ...end.credentials() }, signal: AbortSignal.timeout(5000) })
+        .then((res) => res.body?.cancel())
+        .catch(() => undefined);
+    }
     return true;
   }
 }

@@ -6,8 +6,8 @@
  * the core calls `onRequestMessage` once per element, so each element spends its own point and a batch
  * cannot buy twenty calls for the price of one.
  *
- * Refusals are returned, never written: a refused lone request carries `httpStatus`/`httpHeaders` in
- * its verdict data, which the core turns into `429` + `Retry-After` + `RateLimit-*` for the whole HTTP
+ * Refusals are returned, never written: a refused lone request carries typed `httpStatus`/`httpHeaders`
+ * in its verdict, which the core turns into `429` + `Retry-After` + `RateLimit-*` for the whole HTTP
  * request; inside a batch or stream the same verdict becomes a JSON-RPC error with the message's id
  * and `retryAfterMs` in `data`.
  */
@@ -83,9 +83,9 @@ export default definePlugin({
       const lone = ctx.framing === 'json';
       if (r.kind === 'exceeded') {
         const data: Record<string, unknown> = { retryAfterMs: r.retryAfterMs, limit: r.limit.name };
-        if (lone) Object.assign(data, { httpStatus: 429, httpHeaders: refusalHeaders(r.limit, r.retryAfterMs) });
         return {
           kind: 'reject',
+          ...(lone ? { httpStatus: 429, httpHeaders: refusalHeaders(r.limit, r.retryAfterMs) } : {}),
           rpcCode: RPC_RATE_LIMITED,
           code: 'GW_ERR_RATE_LIMITED',
           message: `Rate limit "${r.limit.name}" exceeded (${describe(r.limit)}) for ${msg.method}; retry in ${seconds(r.retryAfterMs)}s.`,
@@ -94,9 +94,9 @@ export default definePlugin({
       }
       // `unavailable`: the store failed and onStoreError is `closed`.
       const data: Record<string, unknown> = { limit: r.limit.name };
-      if (lone) Object.assign(data, { httpStatus: 503 });
       return {
         kind: 'reject',
+        ...(lone ? { httpStatus: 503 } : {}),
         rpcCode: RPC_INTERNAL_ERROR,
         code: 'GW_ERR_RATE_LIMIT_UNAVAILABLE',
         message: 'The rate-limit store is unavailable and this route refuses requests it cannot count.',
@@ -147,9 +147,9 @@ export default definePlugin({
         if (request.method === 'tools/call' && inflight.max > 0) {
           if (!inflight.acquire(state.key)) {
             const data: Record<string, unknown> = { maxInflightToolCalls: inflight.max };
-            if (ctx.framing === 'json') data.httpStatus = 429;
             return {
               kind: 'reject',
+              ...(ctx.framing === 'json' ? { httpStatus: 429 } : {}),
               rpcCode: RPC_RATE_LIMITED,
               code: 'GW_ERR_TOO_MANY_INFLIGHT',
               message: `At most ${inflight.max} tool calls may run at once; wait for one to finish.`,

@@ -248,7 +248,7 @@ test('on a route without message plugins, bytes pass through unparsed (the upstr
 });
 
 for (const status of [400, 404, 405, 409]) {
-  test(`upstream ${status} passes through unchanged (status, headers and body), with and without message plugins`, async () => {
+  test(`upstream ${status} passes through (status, headers and JSON body), with and without message plugins`, async () => {
     const get = await fetch(`${base}/mcp/status/${status}`, { headers: { accept: 'text/event-stream' } });
     assert.equal(get.status, status, 'GET too (the SDK client relies on 405 for GET)');
     assert.equal(get.headers.get('x-upstream'), 'yes');
@@ -260,8 +260,14 @@ for (const status of [400, 404, 405, 409]) {
       assert.deepEqual(json.json, { jsonrpc: '2.0', id: null, error: { code: -32600, message: `upstream ${status}` } });
       const text = await post(`${prefix}/status/${status}?type=text`, call(1));
       assert.equal(text.status, status);
-      assert.equal(text.text, `upstream says ${status}`);
-      assert.match(text.headers.get('content-type') ?? '', /^text\/plain/);
+      if (prefix === '/mcp') {
+        assert.equal(text.text, `upstream says ${status}`);
+        assert.match(text.headers.get('content-type') ?? '', /^text\/plain/);
+      } else {
+        // A plugin reads messages here and cannot read text/plain: the status stays, the body is the
+        // gateway's (it could carry anything the plugins would have filtered).
+        assertRefusal(text, status, 'GW_ERR_UPSTREAM_UNINSPECTABLE', 1);
+      }
     }
   });
 }

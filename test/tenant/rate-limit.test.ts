@@ -55,8 +55,9 @@ test('exactly `points` of 50 concurrent requests pass; refusals carry 429, Retry
   const r = refused[0];
   assert.equal(r.code, 'GW_ERR_RATE_LIMITED');
   assert.equal(r.rpcCode, -32029);
-  assert.equal(r.data!.httpStatus, 429);
-  const headers = r.data!.httpHeaders as Record<string, string>;
+  assert.equal(r.httpStatus, 429);
+  assert.equal(r.data!.httpStatus, undefined, 'the HTTP status is a typed field, not JSON-RPC data');
+  const headers = r.httpHeaders!;
   assert.match(headers['retry-after'], /^\d+$/);
   assert.ok(Number(headers['retry-after']) >= 1 && Number(headers['retry-after']) <= 60);
   assert.equal(headers['ratelimit-policy'], '"burst";q=20;w=60');
@@ -72,7 +73,7 @@ test('inside a batch the refusal is a per-message error without HTTP status', as
   for (let i = 0; i < 4; i++) vs.push(await onRequestMessage(p, rpc('tools/list'), x, batch));
   const refused = refusals(vs);
   assert.equal(refused.length, 2, 'each batch element spends its own point');
-  assert.equal(refused[0].data!.httpStatus, undefined);
+  assert.equal(refused[0].httpStatus, undefined);
   assert.ok((refused[0].data!.retryAfterMs as number) > 0);
 });
 
@@ -203,7 +204,7 @@ test('in-flight tool call cap, per tenant, released by onDone', async () => {
   await p.onRequest!(x2);
   const v = await onRequestMessage(p, call('query_graph'), x2);
   assert.equal(v?.kind === 'reject' && v.code, 'GW_ERR_TOO_MANY_INFLIGHT');
-  assert.equal(v?.kind === 'reject' && v.data?.httpStatus, 429);
+  assert.equal(v?.kind === 'reject' && v.httpStatus, 429);
   const other = exchange({ principal: principal('globex') });
   await p.onRequest!(other);
   assert.equal(await onRequestMessage(p, call('query_graph'), other), undefined);
@@ -261,7 +262,7 @@ test('Redis store failing: insurance limits in memory, closed refuses with 503, 
     await closed.onRequest!(y);
     const v = await onRequestMessage(closed, rpc('ping'), y, json);
     assert.equal(v?.kind === 'reject' && v.code, 'GW_ERR_RATE_LIMIT_UNAVAILABLE');
-    assert.equal(v?.kind === 'reject' && v.data?.httpStatus, 503);
+    assert.equal(v?.kind === 'reject' && v.httpStatus, 503);
 
     const open = await build(rateLimit, { store: 'redis', limits, onStoreError: 'open' }, deps({ redis }));
     const z = exchange({ principal: principal('acme') });

@@ -1,0 +1,110 @@
+/**
+ * Stage 5: the upstream call, through http-proxy-3, with the gateway's timeouts.
+ *
+ * The upstream sees exactly the headers the exchange decided on: the client's minus hop-by-hop headers
+ * and credentials (exchange.ts), minus anything posing as a gateway-owned header, plus the upstream's
+ * own credential and signed identity. Never retried: a POST may be a tool call with side effects.
+ */
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { PRINCIPAL } from '../contract.ts';
+import { coreRefusal } from '../errors.ts';
+import type { ExchangeRun, TimeoutKind } from '../proxy.ts';
+import type { UpstreamTarget } from '../runtime.ts';
+
+/**
+ * Never let a client set these upstream: the gateway owns every `x-mcp-gateway-*` header (bridge
+ * principal, signed identity) and whatever prefix an upstream's `identity.headerPrefix` names.
+ */
+const GATEWAY_HEADER_PREFIX = 'x-mcp-gateway-';
+
+export function callUpstream(run: ExchangeRun): void {
+  const { upstream, x } = run;
+  const headers = x.upstreamHeaders;
+  for (const h of Object.keys(headers)) {
+    if (h.startsWith(GATEWAY_HEADER_PREFIX) || (upstream.identityPrefix && h.startsWith(upstream.identityPrefix))) delete headers[h];
+  }
+  // Parsed bodies must arrive uncompressed; SSE must never be compressed.
+  headers['accept-encoding'] = 'identity';
+  headers['x-request-id'] = x.id;
+  Object.assign(headers, upstream.requestHeaders(x.get(PRINCIPAL)));
+  if (run.body) {
+    headers['content-length'] = String(run.body.length);
+    delete headers['transfer-encoding'];
+  }
+  // http-proxy-3 copies req.headers; give it exactly what the upstream may see.
+  (run.req as { headers: IncomingMessage['headers'] }).headers = headers;
+  run.upstreamSentAt = process.hrtime.bigint();
+  const t = upstream.timeouts;
+  if (t.total > 0) run.after(t.total, () => onTimeout(run, 'total'));
+  const legacyPost = run.legacySessionId ? run.route.config.legacyPostTimeout : 0;
+  const firstByte = legacyPost > 0 ? (t.firstByte > 0 ? Math.min(t.firstByte, legacyPost) : legacyPost) : t.firstByte;
+  if (firstByte > 0) run.after(firstByte, () => { if (!run.res.headersSent) onTimeout(run, 'firstByte'); });
+
+  run.env.proxy.web(run.req, run.res, {
+    target: upstream.origin + run.upstreamPathAndQuery,
+    ignorePath: true,
+    changeOrigin: true,
+    xfwd: true,
+    selfHandleResponse: true,
+    agent: upstream.agent,
+    buffer: run.body ? bodySource(run.body) : undefined,
+  }, (err) => onUpstreamError(run, err as NodeJS.ErrnoException));
+}
+
+export function onUpstreamRequest(run: ExchangeRun, proxyReq: ClientRequest): void {
+  run.upstreamReq = proxyReq;
+  const connect = run.upstream.timeouts.connect;
+  const socket = proxyReq.socket;
+  if (connect > 0 && socket && (socket as { connecting?: boolean }).connecting) {
+    const timer = run.after(connect, () => onTimeout(run, 'connect'));
+    socket.once('connect', () => clearTimeout(timer));
+  }
+}
+
+export function onTimeout(run: ExchangeRun, kind: TimeoutKind): void {
+  if (run.finished) return;
+  run.timedOut = kind;
+  run.env.observer.upstreamError?.({ upstream: run.upstream.name, kind: 'timeout' });
+  run.upstreamReq?.destroy();
+  if (!run.res.headersSent) {
+    run.refuse(coreRefusal('GW_ERR_UPSTREAM_TIMEOUT', timeoutMessage(kind, run.upstream)));
+  } else if (run.streamed) {
+    // An event stream ends cleanly between events; the client re-issues or reconnects.
+    run.res.end();
+  } else {
+    // Any other body cut short must look cut short.
+    run.res.destroy();
+  }
+}
+
+export function onUpstreamError(run: ExchangeRun, err: NodeJS.ErrnoException): void {
+  if (run.finished || run.res.headersSent) {
+    // The answer was under way: break it off rather than let a truncated body look complete.
+    if (!run.res.writableEnded) run.res.destroy();
+    return;
+  }
+  if (run.timedOut) return;
+  // (req.destroyed is true once its body was read: only the response tells whether the client left.)
+  if (run.res.destroyed) return;
+  run.env.observer.upstreamError?.({ upstream: run.upstream.name, kind: err.code === 'ECONNRESET' ? 'reset' : 'unreachable' });
+  run.x.log.warn({ err: { code: err.code, message: err.message }, upstream: run.upstream.name }, 'upstream unreachable');
+  run.refuse(coreRefusal('GW_ERR_UPSTREAM_UNREACHABLE',
+    `the upstream "${run.upstream.name}" could not be reached (${err.code ?? err.message}); try again later`));
+}
+
+/**
+ * The already-read request body as http-proxy-3's `buffer` option. The proxy only ever calls
+ * `buffer.pipe(upstreamRequest)`, so a one-write source does the job of a Readable without one being
+ * built per request.
+ */
+function bodySource(body: Buffer): Readable {
+  return { pipe: (dest: NodeJS.WritableStream) => dest.end(body) } as unknown as Readable;
+}
+
+function timeoutMessage(kind: TimeoutKind, upstream: UpstreamTarget): string {
+  const what: Record<TimeoutKind, string> = {
+    connect: 'connecting to', firstByte: 'waiting for the first byte from', total: 'the whole exchange with', idle: 'silence from',
+  };
+  return `timed out ${what[kind]} the upstream "${upstream.name}" (timeouts.${kind}); the call may still run upstream`;
+}

@@ -15,6 +15,8 @@ import type { SpawnSpec } from './command.ts';
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** After the process exits, how long its pipes may stay open (held by a grandchild) before we stop waiting. */
 const PIPE_DRAIN_MS = 1000;
+/** How often the rest of a process group is checked while it is being ended. */
+const GROUP_POLL_MS = 50;
 /** Longest stderr line logged; the rest of a longer line is cut. */
 const MAX_STDERR_LINE = 8 * 1024;
 
@@ -25,16 +27,35 @@ export interface StdioChildEvents {
   onExit(info: { code: number | null; signal: NodeJS.Signals | null; error?: Error }): void;
 }
 
+/**
+ * The process runs as the leader of its own process group (`detached`), so wrappers (`sh -c`, `npx`) and
+ * whatever they start are reached by signalling the group. When the leader is gone, for whatever reason
+ * (stop, crash, exit), the rest of its group is ended too: SIGTERM, then SIGKILL after the grace period.
+ * A grandchild that holds no pipe of ours would otherwise outlive it unseen, forever.
+ */
 export class StdioChild {
   readonly pid: number | undefined;
   readonly startedAt = Date.now();
   #child: ChildProcess;
+  /** The pipes are closed and onExit was called. */
   #exited = false;
+  /** The leader itself has exited (its group may still have members). */
+  #leaderExited = false;
   #exitPromise: Promise<void>;
+  /** Ending the rest of the group; set when the leader exits. */
+  #groupEnded: Promise<void> | undefined;
+  /** No signal is sent once the group was seen empty: its id may then be reused by a new group. */
+  #groupGone = false;
+  #termSent = false;
+  /** When the group gets SIGKILL: set by stop(), else grace after the leader's exit. */
+  #killAt: number | undefined;
+  #graceMs: number;
   #log: Logger;
 
-  constructor(spec: SpawnSpec, log: Logger, events: StdioChildEvents) {
+  /** `graceMs`: how long the rest of the group has between SIGTERM and SIGKILL after a crash. */
+  constructor(spec: SpawnSpec, log: Logger, events: StdioChildEvents, graceMs: number) {
     this.#log = log;
+    this.#graceMs = graceMs;
     for (const file of spec.dataPaths) mkdirSync(path.dirname(file), { recursive: true });
     this.#child = spawn(spec.file, spec.args, {
       cwd: spec.cwd,
@@ -67,19 +88,11 @@ export class StdioChild {
     });
     this.#child.once('close', (code, signal) => finish(code, signal));
     // 'close' waits for the pipes too; a grandchild still holding them would hide the exit. Give the
-    // pipes a moment to drain the last messages, then call it an exit and end the rest of the group.
+    // pipes a moment to drain the last messages, then call it an exit; the group is ended meanwhile.
     this.#child.once('exit', (code, signal) => {
-      const timer = setTimeout(() => {
-        if (this.#exited) return;
-        if (this.pid !== undefined) {
-          try {
-            process.kill(-this.pid, 'SIGKILL');
-          } catch {
-            /* the group is already gone */
-          }
-        }
-        finish(code, signal);
-      }, PIPE_DRAIN_MS);
+      this.#leaderExited = true;
+      this.#groupEnded = this.#endGroup();
+      const timer = setTimeout(() => finish(code, signal), PIPE_DRAIN_MS);
       timer.unref();
     });
     // A write to a process that just died fails with EPIPE; its exit is handled by 'close'.
@@ -116,12 +129,15 @@ export class StdioChild {
     return true;
   }
 
+  /** Signals the whole process group (the process and everything it started that stayed in the group). */
   kill(signal: NodeJS.Signals): void {
-    if (this.#exited || this.pid === undefined) return;
+    if (this.#groupGone || this.pid === undefined) return;
+    if (signal === 'SIGTERM') this.#termSent = true;
     try {
       process.kill(-this.pid, signal);
     } catch {
       // The group is gone or was never made: signal the process itself.
+      if (this.#leaderExited) return;
       try {
         this.#child.kill(signal);
       } catch {
@@ -130,21 +146,60 @@ export class StdioChild {
     }
   }
 
-  /** Closes stdin (many servers exit on EOF), sends SIGTERM, and SIGKILL after `graceMs`. */
+  /**
+   * Closes stdin (many servers exit on EOF), sends the group SIGTERM, and SIGKILL after `graceMs`.
+   * Resolves when the process has exited and the rest of its group is gone or was sent SIGKILL.
+   */
   async stop(graceMs: number): Promise<void> {
-    if (this.#exited) return;
-    this.#child.stdin?.end();
-    this.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      this.#log.warn({ graceMs }, 'child ignored SIGTERM; sending SIGKILL');
-      this.kill('SIGKILL');
-    }, graceMs);
+    if (!this.#leaderExited && this.#killAt === undefined) {
+      this.#killAt = Date.now() + graceMs;
+      this.#child.stdin?.end();
+      this.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        if (this.#leaderExited) return; // the rest of the group is #endGroup's
+        this.#log.warn({ graceMs }, 'child ignored SIGTERM; sending SIGKILL');
+        this.kill('SIGKILL');
+      }, graceMs);
+      await this.#exitPromise;
+      clearTimeout(timer);
+    }
     await this.#exitPromise;
-    clearTimeout(timer);
+    await this.#groupEnded;
   }
 
   whenExited(): Promise<void> {
     return this.#exitPromise;
+  }
+
+  /**
+   * The leader has exited: what is left of its group is orphaned. SIGTERM it (unless stop() already
+   * did), wait until it is empty or the deadline passes, then SIGKILL it. Polls: a process that is not
+   * our child gives no exit event, and the wait is bounded by the grace period.
+   */
+  async #endGroup(): Promise<void> {
+    const killAt = this.#killAt ?? Date.now() + this.#graceMs;
+    if (!this.#groupAlive()) return;
+    if (!this.#termSent) this.kill('SIGTERM');
+    while (this.#groupAlive() && Date.now() < killAt) {
+      await new Promise((r) => setTimeout(r, Math.min(GROUP_POLL_MS, killAt - Date.now())));
+    }
+    if (!this.#groupAlive()) return;
+    this.#log.warn({ graceMs: this.#graceMs }, 'processes left in the child\'s group ignored SIGTERM; sending SIGKILL');
+    this.kill('SIGKILL');
+    this.#groupGone = true;
+  }
+
+  /** Whether any process is left in the group (false once seen empty, for good). */
+  #groupAlive(): boolean {
+    if (this.#groupGone || this.pid === undefined) return false;
+    try {
+      process.kill(-this.pid, 0);
+      return true;
+    } catch (err) {
+      // EPERM: a member we may not signal (it changed its user); nothing we can do about it.
+      this.#groupGone = (err as NodeJS.ErrnoException).code !== 'EPERM';
+      return !this.#groupGone;
+    }
   }
 
   /** Splits a stream into lines by bytes (one decode per line), with a cap per line. */

@@ -106,6 +106,8 @@ export class MultiplexedProcess {
   #consecutiveCrashes = 0;
   #lastCrashAt = 0;
   #startAbort = new AbortController();
+  /** Former children whose process groups are still being ended (a crash, a failed start); stop() waits for them. */
+  #retiring = new Set<Promise<void>>();
 
   constructor(opts: MultiplexedProcessOptions) {
     this.#opts = opts;
@@ -216,6 +218,7 @@ export class MultiplexedProcess {
     const child = this.#child;
     this.#ready = undefined;
     if (child) await child.stop(this.#opts.shutdownGraceMs);
+    await Promise.all(this.#retiring);
     this.#child = undefined;
     this.#state = 'stopped';
   }
@@ -265,7 +268,7 @@ export class MultiplexedProcess {
         if (this.#child === child) this.#onChildMessage(m);
       },
       onExit: (info) => this.#onChildExit(child, info),
-    });
+    }, this.#opts.shutdownGraceMs);
     this.#child = child;
     this.#log.info({ pid: child.pid }, 'upstream process started');
 
@@ -278,7 +281,7 @@ export class MultiplexedProcess {
         this.#child = undefined;
         this.#state = 'crashed';
         this.#noteCrash(child.startedAt);
-        void child.stop(this.#opts.shutdownGraceMs);
+        this.#retire(child);
       }
       throw err;
     }
@@ -303,9 +306,18 @@ export class MultiplexedProcess {
     this.#lastCrashAt = now;
   }
 
+  /** Stops a former child in the background; stop() waits until its whole group is gone. */
+  #retire(child: StdioChild): void {
+    const done = child.stop(this.#opts.shutdownGraceMs);
+    this.#retiring.add(done);
+    void done.finally(() => this.#retiring.delete(done));
+  }
+
   #onChildExit(child: StdioChild, info: { code: number | null; signal: NodeJS.Signals | null; error?: Error }): void {
     if (this.#child !== child) return;
     this.#child = undefined;
+    // The leader is gone; what it started may still be running (the child ends its group).
+    this.#retire(child);
     this.#ready = undefined;
     if (this.#state === 'stopping' || this.#state === 'stopped') return;
     this.#state = 'crashed';

@@ -166,6 +166,53 @@ describe('stdio bridge lifecycle', () => {
     }
   });
 
+  // The grandchild holds no pipe of the server, so nothing waits for it: only the process group reaches it.
+  const detachedSleep = (ignoreTerm: boolean) =>
+    `(${ignoreTerm ? 'trap "" TERM; ' : ''}exec sleep 60) </dev/null >/dev/null 2>&1 & exec "${process.execPath}" "${FAKE}"`;
+
+  test('a crash ends the rest of the process group, even a grandchild that holds no pipe', async () => {
+    const bridge = await bridgeFor({ command: 'sh', args: ['-c', detachedSleep(false)] }, { configDir: dir });
+    try {
+      const s = await connect(bridge, 'orphan');
+      const pid = bridge.processes()[0].pid;
+      await waitFor('the grandchild runs in the group', () => groupMembers(pid).length === 2);
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the server is gone', () => bridge.processes()[0].state === 'crashed');
+      await waitFor('the grandchild is gone too', () => groupMembers(pid).length === 0);
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a session end stops its per-session process group, even a grandchild that ignores SIGTERM (SIGKILL after grace)', async () => {
+    const bridge = await bridgeFor(
+      { command: 'sh', args: ['-c', detachedSleep(true)], mode: 'per-session', shutdownGrace: '300ms' },
+      { configDir: dir },
+    );
+    try {
+      const s = await connect(bridge, 'stubborn-gc');
+      const pid = bridge.processes()[0].pid;
+      await waitFor('the grandchild runs in the group', () => groupMembers(pid).length === 2);
+      await s.transport.terminateSession();
+      await waitFor('the whole group is gone', () => groupMembers(pid).length === 0 && bridge.processes().length === 0);
+      await s.client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('close() returns once the whole process group is gone, a grandchild that ignores SIGTERM included', async () => {
+    const bridge = await bridgeFor({ command: 'sh', args: ['-c', detachedSleep(true)], shutdownGrace: '300ms' }, { configDir: dir });
+    const s = await connect(bridge, 'close-gc');
+    const pid = bridge.processes()[0].pid;
+    await waitFor('the grandchild runs in the group', () => groupMembers(pid).length === 2);
+    await bridge.close();
+    // SIGKILL was sent before close() returned; the kernel finishes the kill asynchronously.
+    await waitFor('the whole group is gone', () => groupMembers(pid).length === 0);
+    await s.client.close().catch(() => {});
+  });
+
   test('stderr is logged with the pool key', async () => {
     const cap = captureLog();
     const bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir, log: cap.log });

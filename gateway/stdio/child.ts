@@ -19,6 +19,14 @@ const PIPE_DRAIN_MS = 1000;
 const GROUP_POLL_MS = 50;
 /** Longest stderr line logged; the rest of a longer line is cut. */
 const MAX_STDERR_LINE = 8 * 1024;
+/**
+ * At most one warning about non-JSON stdout lines per this interval and process, counting the lines
+ * dropped since the previous one: a server printing a banner per request (or a stray `console.log` in a
+ * loop) must not turn the gateway's log into a copy of its stdout (200,000 lines made 54 MB).
+ */
+const GARBAGE_WARN_INTERVAL_MS = 10_000;
+/** Characters of a non-JSON line quoted in the warning. */
+const GARBAGE_SAMPLE_CHARS = 200;
 
 export interface StdioChildEvents {
   /** One parsed JSON value from stdout (not validated beyond being JSON). */
@@ -51,6 +59,8 @@ export class StdioChild {
   #killAt: number | undefined;
   #graceMs: number;
   #log: Logger;
+  /** Non-JSON stdout lines not reported yet, the last of them, and when the last warning was logged. */
+  #garbage = { pending: 0, sample: '', warnedAt: -Infinity, timer: undefined as NodeJS.Timeout | undefined };
 
   /** `graceMs`: how long the rest of the group has between SIGTERM and SIGKILL after a crash. */
   constructor(spec: SpawnSpec, log: Logger, events: StdioChildEvents, graceMs: number) {
@@ -73,6 +83,7 @@ export class StdioChild {
     const finish = (code: number | null, signal: NodeJS.Signals | null) => {
       if (this.#exited) return;
       this.#exited = true;
+      this.#reportGarbage();
       // Release the pipes' descriptors now rather than when the GC finds them.
       this.#child.stdin?.destroy();
       this.#child.stdout?.destroy();
@@ -104,7 +115,7 @@ export class StdioChild {
       try {
         value = JSON.parse(line);
       } catch {
-        log.warn({ line: line.slice(0, 200) }, 'child wrote a non-JSON line on stdout; ignored');
+        this.#onGarbage(line);
         return;
       }
       events.onMessage(value);
@@ -200,6 +211,33 @@ export class StdioChild {
       this.#groupGone = (err as NodeJS.ErrnoException).code !== 'EPERM';
       return !this.#groupGone;
     }
+  }
+
+  /** A non-JSON stdout line: reported at once if the last report is old enough, else counted for the next. */
+  #onGarbage(line: string): void {
+    const g = this.#garbage;
+    g.pending++;
+    g.sample = line.slice(0, GARBAGE_SAMPLE_CHARS);
+    const wait = g.warnedAt + GARBAGE_WARN_INTERVAL_MS - Date.now();
+    if (wait <= 0) this.#reportGarbage();
+    else if (!g.timer) {
+      g.timer = setTimeout(() => this.#reportGarbage(), wait);
+      g.timer.unref();
+    }
+  }
+
+  #reportGarbage(): void {
+    const g = this.#garbage;
+    clearTimeout(g.timer);
+    g.timer = undefined;
+    if (g.pending === 0) return;
+    this.#log.warn(
+      { dropped: g.pending, line: g.sample, intervalMs: GARBAGE_WARN_INTERVAL_MS },
+      'child wrote non-JSON lines on stdout; ignored (`dropped` counts them since the last such warning)',
+    );
+    g.pending = 0;
+    g.sample = '';
+    g.warnedAt = Date.now();
   }
 
   /** Splits a stream into lines by bytes (one decode per line), with a cap per line. */

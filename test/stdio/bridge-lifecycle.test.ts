@@ -228,6 +228,22 @@ describe('stdio bridge lifecycle', () => {
     }
   });
 
+  test('non-JSON lines on stdout: a rate-limited warning carrying the count, not one per line', async () => {
+    const cap = captureLog();
+    const bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir, log: cap.log });
+    const s = await connect(bridge, 'garbage');
+    // The answer comes after the garbage on the same pipe: every line was read when it arrives.
+    assert.equal(textOf(await s.client.callTool({ name: 'garbage', arguments: { lines: 10_000 } })), 'ok');
+    assert.equal(textOf(await s.client.callTool({ name: 'echo', arguments: { text: 'still serving' } })), 'still serving');
+    await s.client.close();
+    await bridge.close(); // the process's exit reports what was not reported yet
+    const warnings = cap.lines().filter((l) => l.level === 40 && /non-JSON/.test(String(l.msg)));
+    assert.ok(warnings.length >= 1 && warnings.length <= 3, `a handful of warnings, not one per line (saw ${warnings.length})`);
+    assert.equal(warnings.reduce((n, w) => n + Number(w.dropped), 0), 10_000, 'together they count every line');
+    assert.ok(warnings.some((w) => Number(w.dropped) > 1), 'one warning carries a count');
+    assert.ok(warnings.every((w) => w.pool === 'garbage' && typeof w.line === 'string' && String(w.line).length <= 200));
+  });
+
   test('per-session mode: one process per session, stopped when its session ends; initialize forwarded', async () => {
     const bridge = await bridgeFor({ command: 'node', args: [FAKE], mode: 'per-session' }, { configDir: dir });
     try {

@@ -82,9 +82,11 @@ export const StdioUpstreamSchema = z.strictObject({
     /** Arguments; may use `{tenant}`, `{sub}`, `{session}` templates. */
     args: z.array(z.string()).default([]),
     /**
-     * Environment added to the gateway's own (minus secrets the gateway was given). Values may use
-     * templates; a value naming a relative path is NOT resolved, use `path:` prefixed values or
-     * absolute paths. Relative paths in `cwd` resolve against the config file's folder.
+     * Environment added to the gateway's own, which children get minus credentials (secret-like names,
+     * connection strings such as `DATABASE_URL`/`REDIS_URL`, URLs with userinfo or credential query
+     * parameters: docs/stdio-upstreams.md); list one here to pass it (`REDIS_URL: ${REDIS_URL}`).
+     * Values may use templates; a value naming a relative path is NOT resolved, use `path:` prefixed
+     * values or absolute paths. Relative paths in `cwd` resolve against the config file's folder.
      */
     env: z.record(z.string(), z.string()).default({}),
     /**

@@ -137,7 +137,10 @@ class Bridge implements StdioBridge {
     });
     const { port } = this.#server.address() as AddressInfo;
     this.target = `http://127.0.0.1:${port}/mcp`;
-    this.#log.info({ target: this.target, command: this.#command.command.file, mode: this.#cfg.mode }, 'stdio bridge listening');
+    this.#log.info(
+      { target: this.target, command: this.#command.command.file, mode: this.#cfg.mode, withheldEnv: this.#command.withheldEnv },
+      'stdio bridge listening (withheldEnv: credentials in the gateway\'s environment its children do not get; list one in env: to pass it)',
+    );
   }
 
   processes(): ProcessInfo[] {

@@ -14,11 +14,26 @@ import { renderTemplate, templateVariables, type TemplateValues, type TemplateVa
 const GATEWAY_BIN = path.resolve(import.meta.dirname, '../../node_modules/.bin');
 
 /**
- * Inherited environment variables that look like credentials are not passed to children: the gateway
- * holds secrets (signing keys, admin tokens, Redis passwords) that an MCP server has no business
- * reading. A child that needs one gets it explicitly through `env:`.
+ * Inherited environment variables that hold credentials are not passed to children: the gateway holds
+ * secrets (signing keys, admin tokens, its Redis and database URLs) that an MCP server has no business
+ * reading. A child that needs one gets it explicitly through `env:` (`REDIS_URL: ${REDIS_URL}`).
+ *
+ * A variable is withheld when its NAME looks like a credential or a connection string, or its VALUE
+ * carries a URL with credentials: userinfo (`redis://:pw@host`, `https://token@host`, anywhere in the
+ * value, so lists of URLs count) or a credential-like query parameter (`?api_key=…`). Names alone miss
+ * `UPSTREAM=https://user:pass@…`; values alone miss `DATABASE_URL=postgres://host/db` with the password
+ * in a file the URL's user selects, and tell a child where the gateway's own data lives.
  */
 const SECRET_NAME = /SECRET|TOKEN|PASSW|API_?KEY|PRIVATE|CREDENTIAL|SESSION_KEY/i;
+const CONNECTION_STRING_NAME = /(^|_)(DATABASE|DB|REDIS|MONGO(DB)?|POSTGRES(QL)?|PG|MYSQL|MARIADB|AMQP|RABBITMQ|BROKER)_?(URL|URI|DSN)$|(^|_)DSN$/i;
+/** `scheme://userinfo@`: userinfo cannot contain `/ ? # @` (RFC 3986), so a later `@` in a path does not match. */
+const URL_WITH_USERINFO = /[a-z][a-z0-9+.-]*:\/\/[^\s/?#@]+@/i;
+const URL_WITH_CREDENTIAL_PARAM = /[a-z][a-z0-9+.-]*:\/\/[^\s?#]*\?([^\s#]*?[&;])?[^=&;\s]*(pass(word|wd)?|pwd|secret|token|api_?key|access_?key|sig(nature)?)[^=&;\s]*=/i;
+
+/** Whether an inherited variable must not reach a child (see above). Exported for tests. */
+export function isCredentialEnv(name: string, value: string): boolean {
+  return SECRET_NAME.test(name) || CONNECTION_STRING_NAME.test(name) || URL_WITH_USERINFO.test(value) || URL_WITH_CREDENTIAL_PARAM.test(value);
+}
 
 export interface ResolvedCommand {
   /** The executable to spawn. */
@@ -41,6 +56,8 @@ export interface PreparedCommand {
   readonly command: ResolvedCommand;
   /** Variables the pool key uses: processes are keyed (and limited) by them. */
   readonly poolKeyVariables: ReadonlySet<TemplateVariable>;
+  /** Names of the gateway's variables withheld from children (never their values), for the log. */
+  readonly withheldEnv: readonly string[];
   render(values: TemplateValues): SpawnSpec;
   renderPoolKey(values: TemplateValues): string;
 }
@@ -77,8 +94,13 @@ export function prepareCommand(name: string, cfg: StdioUpstreamConfig, configDir
   }
 
   const inherited: NodeJS.ProcessEnv = {};
+  const withheldEnv: string[] = [];
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !SECRET_NAME.test(k)) inherited[k] = v;
+    if (v === undefined) continue;
+    // Listed in env: means the operator chose to pass it; it is set from the config below anyway.
+    if (isCredentialEnv(k, v)) {
+      if (!(k in cfg.env)) withheldEnv.push(k);
+    } else inherited[k] = v;
   }
   // Scripts with `#!/usr/bin/env node` find the gateway's node first, not an older system node.
   const searchPath = [path.dirname(process.execPath), path.join(configDir, 'node_modules/.bin'), GATEWAY_BIN, process.env.PATH ?? '']
@@ -88,6 +110,7 @@ export function prepareCommand(name: string, cfg: StdioUpstreamConfig, configDir
   return {
     command,
     poolKeyVariables,
+    withheldEnv,
     renderPoolKey: (values) => renderTemplate(cfg.poolKey, values),
     render(values) {
       const env: NodeJS.ProcessEnv = { ...inherited, PATH: searchPath };

@@ -19,6 +19,7 @@ import type { ListenerConfig } from '../config/schema.ts';
 import type { ListenerInfo, SharedServices } from './contract.ts';
 import { coreRefusal, refusalMessage, sendRefusal } from './errors.ts';
 import { ListenerPolicy } from './listener-policy.ts';
+import { checkRequestHeaders } from './request-hygiene.ts';
 import { createLogger } from './logger.ts';
 import { attachProxyEvents, handleExchange, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
 import { buildRuntime, type BridgeCache, type Runtime } from './runtime.ts';
@@ -429,6 +430,7 @@ function adoptBridges(bridges: BridgeCache, runtime: Runtime): StdioBridge[] {
 
 /** Listener-level checks, plugin-served paths, then the route's exchange. */
 async function entry(live: LiveListener, runtime: Runtime, req: IncomingMessage, res: ServerResponse, env: ProxyEnv, log: Logger): Promise<void> {
+  const duplicate = checkRequestHeaders(req); if (duplicate) return sendRefusal(res, duplicate, null);
   const method = req.method ?? 'GET';
   // http-proxy-3 turns a chunked DELETE/OPTIONS into `content-length: 0` and forwards the body as a
   // second request on the upstream connection: refuse the framing outright.

@@ -2,8 +2,8 @@
  * `tool-policy`: which tools a caller may see and call, per tenant and per scope, with glob patterns.
  *
  * `tools/list` answers show only permitted tools; a `tools/call` of any other tool is refused with a
- * JSON-RPC error (GW_ERR_TOOL_DENIED) before it reaches the upstream. The core reports the refusal to
- * the audit plugin like any other.
+ * JSON-RPC error (GW_ERR_TOOL_DENIED, or GW_ERR_TOOL_NAME_TOO_LONG past MAX_TOOL_NAME_LENGTH) before it
+ * reaches the upstream. The core reports the refusal to the audit plugin like any other.
  *
  * How a decision is made, most specific first:
  * 1. a scope the caller holds denies the tool → denied (a restriction no grant can lift);
@@ -17,6 +17,7 @@ import {
   PRINCIPAL, definePlugin,
   type Exchange, type JSONRPCMessage, type MessageContext, type MessageVerdict, type Principal,
 } from '../gateway/contract.ts';
+import { compileWildcards, type WildcardMatcher } from '../gateway/wildcard.ts';
 
 /** JSON-RPC "invalid params": what MCP servers answer for an unknown tool, so a denied tool looks alike. */
 const RPC_INVALID_PARAMS = -32602;
@@ -48,37 +49,18 @@ export const ToolPolicyConfigSchema = z.strictObject({
 
 export type ToolPolicyConfig = z.output<typeof ToolPolicyConfigSchema>;
 
-/** A compiled list of glob patterns. */
-class Globs {
-  readonly #exact = new Set<string>();
-  readonly #patterns: RegExp[] = [];
+/**
+ * Longest tool name the plugin matches, lists or lets through. A `tools/call` naming a longer tool is
+ * refused (GW_ERR_TOOL_NAME_TOO_LONG), and `tools/list` hides such tools (they could not be called).
+ * The MCP spec says names SHOULD be at most 128 characters; the cap also bounds matching work, which
+ * grows with name length × pattern length.
+ */
+export const MAX_TOOL_NAME_LENGTH = 256;
 
-  constructor(list: readonly string[]) {
-    for (const p of list) {
-      if (!/[*?]/.test(p)) this.#exact.add(p);
-      else this.#patterns.push(globToRegExp(p));
-    }
-  }
-
-  matches(name: string): boolean {
-    return this.#exact.has(name) || this.#patterns.some((re) => re.test(name));
-  }
-}
-
-/** `*` → any run of characters, `?` → one character, everything else literal; the whole name must match. */
-export function globToRegExp(glob: string): RegExp {
-  let src = '';
-  for (const ch of glob) {
-    if (ch === '*') src += '.*';
-    else if (ch === '?') src += '.';
-    else src += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${src}$`, 's');
-}
-
+/** Patterns compiled once, at load; `*` any run of characters, `?` one (gateway/wildcard.ts). */
 interface CompiledRule {
-  allow: Globs;
-  deny: Globs;
+  allow: WildcardMatcher;
+  deny: WildcardMatcher;
 }
 
 export class ToolPolicy {
@@ -87,25 +69,27 @@ export class ToolPolicy {
   readonly #scopes = new Map<string, CompiledRule>();
 
   constructor(config: ToolPolicyConfig) {
-    const compile = (r: { allow: string[]; deny: string[] }): CompiledRule => ({ allow: new Globs(r.allow), deny: new Globs(r.deny) });
+    const compile = (r: { allow: string[]; deny: string[] }): CompiledRule => ({ allow: compileWildcards(r.allow), deny: compileWildcards(r.deny) });
     this.#default = compile(config.default);
     for (const [tenant, rule] of Object.entries(config.tenants)) this.#tenants.set(tenant, compile(rule));
     for (const [scope, rule] of Object.entries(config.scopes)) this.#scopes.set(scope, compile(rule));
   }
 
+  /** False for names longer than MAX_TOOL_NAME_LENGTH, whatever the rules say. */
   permits(principal: Principal | undefined, tool: string): boolean {
+    if (tool.length > MAX_TOOL_NAME_LENGTH) return false;
     let granted = false;
     if (principal) {
       for (const scope of principal.scopes) {
         const rule = this.#scopes.get(scope);
         if (!rule) continue;
-        if (rule.deny.matches(tool)) return false;
-        if (rule.allow.matches(tool)) granted = true;
+        if (rule.deny(tool)) return false;
+        if (rule.allow(tool)) granted = true;
       }
     }
     if (granted) return true;
     const base = (principal && this.#tenants.get(principal.tenant)) || this.#default;
-    return base.allow.matches(tool) && !base.deny.matches(tool);
+    return base.allow(tool) && !base.deny(tool);
   }
 }
 
@@ -122,6 +106,16 @@ export default definePlugin({
         const m = msg as { method?: unknown; id?: unknown; params?: { name?: unknown } };
         if (m.method !== 'tools/call' || m.id === undefined) return;
         const tool = m.params?.name;
+        if (typeof tool === 'string' && tool.length > MAX_TOOL_NAME_LENGTH) {
+          // Neither matched nor echoed back: the refusal names the limit, not the tool.
+          return {
+            kind: 'reject',
+            rpcCode: RPC_INVALID_PARAMS,
+            code: 'GW_ERR_TOOL_NAME_TOO_LONG',
+            message: `Tool names are at most ${MAX_TOOL_NAME_LENGTH} characters long.`,
+            data: { maxLength: MAX_TOOL_NAME_LENGTH },
+          };
+        }
         if (typeof tool === 'string' && policy.permits(x.get(PRINCIPAL), tool)) return;
         return {
           kind: 'reject',

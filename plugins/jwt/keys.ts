@@ -8,7 +8,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createLocalJWKSet, createRemoteJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { AuthError } from './challenge.ts';
 import { devKeyFiles, ensureDevKeys, type DevAlgorithm } from './dev-keys.ts';
 
@@ -101,22 +101,82 @@ function reloadingLocalJwks(file: string): JWTVerifyGetKey {
   };
 }
 
-/** Fetch problems (timeout, HTTP error, bad JSON) mean "cannot decide", not "bad token": 503, not 401. */
+/**
+ * A JWKS endpoint: fetched at start, refetched once `cacheMaxAge` has passed, and when a token names a
+ * `kid` the set lacks, but never twice within `cooldown`. The cooldown counts from the last fetch
+ * *attempt*, failed or not: an identity provider that answers 500 or refuses connections is not asked
+ * again for every token with an unknown `kid` (jose's own remote set backs off only after successes).
+ *
+ * Fetch problems (timeout, HTTP error, bad JSON, no connection) mean "cannot decide", not "bad token":
+ * 503 GW_ERR_AUTH_UNAVAILABLE, not 401. During the backoff after a failure:
+ * - with no usable key set (never fetched, or older than `cacheMaxAge`), every token is that 503,
+ *   without a fetch;
+ * - with a usable set, tokens whose `kid` it has verify as usual; an unknown `kid` is the same 503
+ *   (the key may have been rotated in at the IdP we cannot reach), still without a fetch.
+ * After a successful fetch, an unknown `kid` within the cooldown is a plain 401 GW_ERR_TOKEN_SIGNATURE.
+ */
 function remoteJwks(url: string, cfg: KeysConfig): JWTVerifyGetKey & { reload(): Promise<void> } {
-  const remote = createRemoteJWKSet(new URL(url), {
-    cooldownDuration: cfg.cooldown,
-    cacheMaxAge: cfg.cacheMaxAge,
-    timeoutDuration: cfg.timeout,
-  });
-  const getKey = async function remoteJwksKey(header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]) {
+  const href = new URL(url).href;
+  let local: JWTVerifyGetKey | undefined;
+  let fetchedAt = -Infinity; // last success
+  let attemptedAt = -Infinity; // last completed attempt, success or failure
+  let lastFailure: string | undefined; // why the last attempt failed; undefined after a success
+  let pending: Promise<void> | undefined;
+
+  const unavailable = (why: string) => new AuthError('GW_ERR_AUTH_UNAVAILABLE', `The identity provider's keys could not be fetched (${why}).`);
+  const coolingDown = () => Date.now() < attemptedAt + cfg.cooldown;
+  const fresh = () => local !== undefined && Date.now() < fetchedAt + cfg.cacheMaxAge;
+
+  async function fetchOnce(): Promise<void> {
     try {
-      return await remote(header, token);
+      const res = await fetch(href, {
+        redirect: 'manual',
+        headers: { accept: 'application/json, application/jwk-set+json' },
+        signal: AbortSignal.timeout(cfg.timeout),
+      });
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new Error(`HTTP ${res.status}`);
+      }
+      local = createLocalJWKSet((await res.json()) as JSONWebKeySet);
+      fetchedAt = Date.now();
+      lastFailure = undefined;
     } catch (err) {
-      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys || err instanceof errors.JOSENotSupported) throw err;
-      throw new AuthError('GW_ERR_AUTH_UNAVAILABLE', `The identity provider's keys could not be fetched (${(err as Error).message}).`);
+      // `fetch failed` says little; its cause's code (ECONNREFUSED, ECONNRESET …) says what happened.
+      const e = err as Error & { cause?: { code?: unknown } };
+      lastFailure = e.name === 'TimeoutError' ? `no answer within ${cfg.timeout}ms` : typeof e.cause?.code === 'string' ? e.cause.code : e.message;
+      throw unavailable(lastFailure);
+    } finally {
+      attemptedAt = Date.now();
     }
-  };
-  return Object.assign(getKey, { reload: () => remote.reload() });
+  }
+
+  /** One fetch at a time: concurrent callers share it. Throws AuthError GW_ERR_AUTH_UNAVAILABLE. */
+  function reload(): Promise<void> {
+    pending ??= fetchOnce().finally(() => { pending = undefined; });
+    return pending;
+  }
+
+  async function remoteJwksKey(header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1]) {
+    if (!fresh()) {
+      if (pending === undefined && coolingDown() && lastFailure !== undefined) {
+        throw unavailable(`${lastFailure}; next attempt in ${Math.ceil((attemptedAt + cfg.cooldown - Date.now()) / 1000)}s`);
+      }
+      await reload();
+    }
+    try {
+      return await local!(header, token);
+    } catch (err) {
+      if (!(err instanceof errors.JWKSNoMatchingKey)) throw err;
+      if (pending === undefined && coolingDown()) {
+        if (lastFailure === undefined) throw err;
+        throw unavailable(`${lastFailure}; the token's key is not in the last key set fetched`);
+      }
+      await reload();
+      return local!(header, token);
+    }
+  }
+  return Object.assign(remoteJwksKey, { reload });
 }
 
 /**

@@ -54,16 +54,22 @@ export interface ExchangeDoneEvent {
   status: number;
   /**
    * The gateway's own time: the whole exchange minus `upstreamMs` (plugins, body parsing, relaying).
-   * For an exchange refused before the upstream was called, the whole exchange.
+   * For an exchange refused before the upstream was called, the whole exchange. For an SSE answer, its
+   * share of the time to the first event (before the call, and from the upstream's first bytes to the
+   * client's); absent for a stream that never carried an event.
    */
-  gatewayMs: number;
+  gatewayMs?: number;
   /** From sending the request upstream to the upstream's response head; absent when it was not called. */
   upstreamMs?: number;
   /**
-   * The response was an SSE stream. Its duration is a stream lifetime (minutes to days), not a latency,
-   * so it goes to its own histogram instead of drowning the latency buckets.
+   * The response was an SSE stream. Its lifetime (`streamMs`) is not a latency (minutes to days for a
+   * GET stream), so it goes to its own histogram instead of drowning the latency buckets.
    */
   streamed?: boolean;
+  /** SSE: from the exchange's start to its end. */
+  streamMs?: number;
+  /** SSE: from the exchange's start to the first event written to the client, upstream time included. */
+  firstEventMs?: number;
 }
 
 export interface MessageEvent {
@@ -149,10 +155,12 @@ export class GatewayMetrics {
   readonly #requests: Counter<'route' | 'listener' | 'method' | 'status'>;
   readonly #duration: Histogram<'route' | 'listener' | 'method'>;
   readonly #streamDuration: Histogram<'route' | 'listener'>;
+  readonly #firstEvent: Histogram<'route' | 'listener'>;
   readonly #upstreamDuration: Histogram<'route'>;
   readonly #exchangeChildren = new Map<string, {
     requests: { inc(): void };
     stream: { observe(v: number): void };
+    firstEvent: { observe(v: number): void };
     duration: { observe(v: number): void };
     upstream: { observe(v: number): void };
   }>();
@@ -181,7 +189,7 @@ export class GatewayMetrics {
     });
     this.#duration = new Histogram({
       name: 'mcpgw_gateway_duration_seconds',
-      help: "The gateway's own time per exchange: the whole exchange minus the upstream's time to response head (SSE streams excluded).",
+      help: "The gateway's own time per exchange: the whole exchange minus the upstream's time to response head; for SSE answers, its share of the time to the first event.",
       labelNames: ['route', 'listener', 'method'],
       buckets: LATENCY_BUCKETS,
       registers,
@@ -191,6 +199,13 @@ export class GatewayMetrics {
       help: 'Lifetime of exchanges answered with an SSE stream, upstream time included.',
       labelNames: ['route', 'listener'],
       buckets: STREAM_BUCKETS,
+      registers,
+    });
+    this.#firstEvent = new Histogram({
+      name: 'mcpgw_sse_first_event_seconds',
+      help: 'Time from the start of an exchange answered with an SSE stream to its first event reaching the client, upstream time included.',
+      labelNames: ['route', 'listener'],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     this.#upstreamDuration = new Histogram({
@@ -314,14 +329,16 @@ export class GatewayMetrics {
       c = {
         requests: this.#requests.labels({ route, listener, method, status: statusLabel(e.status) }),
         stream: this.#streamDuration.labels({ route, listener }),
+        firstEvent: this.#firstEvent.labels({ route, listener }),
         duration: this.#duration.labels({ route, listener, method }),
         upstream: this.#upstreamDuration.labels({ route }),
       };
       if (this.#exchangeChildren.size < 10_000) this.#exchangeChildren.set(key, c);
     }
     c.requests.inc();
-    if (e.streamed) c.stream.observe((e.gatewayMs + (e.upstreamMs ?? 0)) / 1000);
-    else c.duration.observe(e.gatewayMs / 1000);
+    if (e.streamed && e.streamMs !== undefined) c.stream.observe(e.streamMs / 1000);
+    if (e.firstEventMs !== undefined) c.firstEvent.observe(e.firstEventMs / 1000);
+    if (e.gatewayMs !== undefined) c.duration.observe(e.gatewayMs / 1000);
     if (e.upstreamMs !== undefined) c.upstream.observe(e.upstreamMs / 1000);
   }
 

@@ -40,11 +40,11 @@ import { onUpstreamResponse } from './stages/response.ts';
 
 /** What the gateway reports to metrics; every method is optional so tests can pass nothing. */
 export interface ExchangeObserver {
-  /**
-   * `streamed`: an SSE response. `gatewayMs` is then the gateway's share of the time to the first
-   * event, and `streamMs` how long the stream lasted (not a latency).
-   */
-  exchangeDone?(e: { route: string; listener: string; method: string; status: number; gatewayMs: number; upstreamMs?: number; streamed?: boolean }): void;
+  /** See metrics.ts `ExchangeDoneEvent` for what each time means. */
+  exchangeDone?(e: {
+    route: string; listener: string; method: string; status: number;
+    gatewayMs?: number; upstreamMs?: number; streamed?: boolean; streamMs?: number; firstEventMs?: number;
+  }): void;
   message?(e: { route: string; direction: 'request' | 'response'; method: string; tool?: string }): void;
   refusal?(e: { route: string; plugin: string; code: string; tenant?: string }): void;
   upstreamError?(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' }): void;
@@ -131,8 +131,8 @@ export class ExchangeRun {
   upstreamReq: ClientRequest | undefined;
   finished = false;
   streamed = false;
-  /** Milliseconds from the start to the first SSE event written (streams only). */
-  firstEventMs: number | undefined;
+  /** Streams: when the first event reached the client, and the gateway's own share of that time. */
+  firstEvent: { atMs: number; gatewayMs: number } | undefined;
   timedOut: TimeoutKind | undefined;
 
   constructor(route: CompiledRoute, req: IncomingMessage, res: ServerResponse, url: URL, env: ProxyEnv) {
@@ -254,12 +254,11 @@ export class ExchangeRun {
     if (o.status === 0 && this.res.headersSent) o.status = this.res.statusCode;
     o.durationMs = Number(process.hrtime.bigint() - this.x.startedAt) / 1e6;
     this.pipeline.done(this.x, o);
-    // A stream's lifetime is not a latency: its gateway time is the time to its first event.
-    const untilAnswered = this.streamed ? (this.firstEventMs ?? o.durationMs) : o.durationMs;
-    this.env.observer.exchangeDone?.({
-      route: this.route.info.name, listener: this.route.info.listener.name, method: this.x.method,
-      status: o.status, gatewayMs: untilAnswered - (o.upstreamMs ?? 0), upstreamMs: o.upstreamMs, streamed: this.streamed,
-    });
+    const base = { route: this.route.info.name, listener: this.route.info.listener.name, method: this.x.method, status: o.status, upstreamMs: o.upstreamMs };
+    this.env.observer.exchangeDone?.(this.streamed
+      // A stream's lifetime is not a latency: its gateway time is its share of the time to the first event.
+      ? { ...base, streamed: true, streamMs: o.durationMs, firstEventMs: this.firstEvent?.atMs, gatewayMs: this.firstEvent?.gatewayMs }
+      : { ...base, gatewayMs: o.durationMs - (o.upstreamMs ?? 0) });
   }
 }
 

@@ -48,11 +48,14 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
 
   const write = (data: string | Buffer) => {
     if (data.length === 0 || res.writableEnded) return;
-    if (run.firstEventMs === undefined) {
+    if (run.firstEvent === undefined) {
       // The gateway's own share of the time to the first event: before the call, and since the
-      // upstream's first bytes.
+      // upstream's first bytes (answers the gateway wrote itself have no upstream part).
       const now = process.hrtime.bigint();
-      run.firstEventMs = Number((run.upstreamSentAt - x.startedAt) + (now - (firstChunkAt || now))) / 1e6;
+      run.firstEvent = {
+        atMs: Number(now - x.startedAt) / 1e6,
+        gatewayMs: Number((run.upstreamSentAt - x.startedAt) + (now - (firstChunkAt || now))) / 1e6,
+      };
     }
     run.outcome.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     heartbeat?.refresh();

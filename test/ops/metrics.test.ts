@@ -33,7 +33,9 @@ describe('GatewayMetrics', () => {
     const m = new GatewayMetrics({ processMetrics: false });
     m.exchangeDone({ route: 'graph', listener: 'main', method: 'POST', status: 200, gatewayMs: 12, upstreamMs: 9 });
     m.exchangeDone({ route: 'graph', listener: 'main', method: 'post', status: 200, gatewayMs: 3 });
-    m.exchangeDone({ route: 'graph', listener: 'main', method: 'GET', status: 200, gatewayMs: 90_000, upstreamMs: 4, streamed: true });
+    m.exchangeDone({ route: 'graph', listener: 'main', method: 'GET', status: 200, upstreamMs: 4, streamed: true, streamMs: 90_004 });
+    // An SSE answer to a POST (every stdio call): its time to the first event counts, its gateway share too.
+    m.exchangeDone({ route: 'graph', listener: 'main', method: 'PUT', status: 200, upstreamMs: 2, streamed: true, streamMs: 50, firstEventMs: 20, gatewayMs: 1 });
     const t = await text(m);
     assert.equal(sample(t, 'mcpgw_http_requests_total', { route: 'graph', listener: 'main', method: 'POST', status: '200' }), 2);
     assert.equal(sample(t, 'mcpgw_http_requests_total', { route: 'graph', listener: 'main', method: 'GET', status: '200' }), 1);
@@ -41,10 +43,13 @@ describe('GatewayMetrics', () => {
     assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_sum', { route: 'graph', listener: 'main', method: 'POST' }), 0.015);
     // The 90 s SSE stream is not a latency: it lands in the stream histogram only.
     assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_count', { route: 'graph', listener: 'main', method: 'GET' }), undefined);
-    assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_count', { route: 'graph', listener: 'main' }), 1);
-    assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_sum', { route: 'graph', listener: 'main' }), 90.004);
-    assert.equal(sample(t, 'mcpgw_upstream_duration_seconds_count', { route: 'graph' }), 2);
-    assert.equal(sample(t, 'mcpgw_upstream_duration_seconds_bucket', { route: 'graph', le: '0.005' }), 1);
+    assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_count', { route: 'graph', listener: 'main' }), 2);
+    assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_sum', { route: 'graph', listener: 'main' }), 90.054);
+    assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_count', { route: 'graph', listener: 'main', method: 'PUT' }), 1);
+    assert.equal(sample(t, 'mcpgw_sse_first_event_seconds_count', { route: 'graph', listener: 'main' }), 1);
+    assert.equal(sample(t, 'mcpgw_sse_first_event_seconds_sum', { route: 'graph', listener: 'main' }), 0.02);
+    assert.equal(sample(t, 'mcpgw_upstream_duration_seconds_count', { route: 'graph' }), 3);
+    assert.equal(sample(t, 'mcpgw_upstream_duration_seconds_bucket', { route: 'graph', le: '0.005' }), 2);
     assert.match(t, /# HELP mcpgw_http_requests_total /);
     assert.match(t, /# TYPE mcpgw_gateway_duration_seconds histogram/);
   });
@@ -213,5 +218,39 @@ describe('GatewayMetrics', () => {
       .map((l) => l.split(' ')[2]);
     assert.ok(ours.length >= 15);
     for (const name of ours) assert.ok(docs.includes(`\`${name}\``), `${name} is not in the metrics list of docs/operations.md`);
+  });
+});
+
+describe('metrics through the gateway', () => {
+  it('an answer sent as SSE (as every stdio call is) counts in the gateway duration and the first-event time', async () => {
+    const { startRecordingUpstream } = await import('../helpers/recording-upstream.ts');
+    const { startTestGateway } = await import('../helpers/gateway.ts');
+    const up = await startRecordingUpstream((rec) => ({
+      kind: 'sse', events: [{ data: JSON.stringify({ jsonrpc: '2.0', id: (rec.json as { id: number }).id, result: {} }) }],
+    }));
+    const gw = await startTestGateway(`
+listeners: [{ name: main, port: 0 }]
+upstreams:
+  up: { url: ${up.url} }
+routes:
+  - { listener: main, path: /mcp, upstream: up }
+`);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${gw.url()}/mcp`, {
+          method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: i, method: 'tools/list' }),
+        });
+        assert.match(await res.text(), /"result"/);
+      }
+      const t = await (await fetch(`${gw.adminUrl()}/metrics`)).text();
+      const labels = { route: 'main/mcp', listener: 'main' };
+      assert.equal(sample(t, 'mcpgw_gateway_duration_seconds_count', { ...labels, method: 'POST' }), 3);
+      assert.equal(sample(t, 'mcpgw_sse_first_event_seconds_count', labels), 3);
+      assert.equal(sample(t, 'mcpgw_sse_stream_duration_seconds_count', labels), 3);
+    } finally {
+      await gw.close();
+      await up.close();
+    }
   });
 });

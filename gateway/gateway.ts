@@ -430,7 +430,9 @@ function adoptBridges(bridges: BridgeCache, runtime: Runtime): StdioBridge[] {
 
 /** Listener-level checks, plugin-served paths, then the route's exchange. */
 async function entry(live: LiveListener, runtime: Runtime, req: IncomingMessage, res: ServerResponse, env: ProxyEnv, log: Logger): Promise<void> {
-  const duplicate = checkRequestHeaders(req); if (duplicate) return sendRefusal(res, duplicate, null);
+  // Before anything reads a header: a request whose headers can be read two ways is refused.
+  const duplicate = checkRequestHeaders(req);
+  if (duplicate) return sendRefusal(res, duplicate, null);
   const method = req.method ?? 'GET';
   // http-proxy-3 turns a chunked DELETE/OPTIONS into `content-length: 0` and forwards the body as a
   // second request on the upstream connection: refuse the framing outright.

@@ -6,8 +6,8 @@
  * `Host`, `Authorization` or `Proxy-Authorization` and silently drops the rest, and joins a repeated
  * `Origin` or `Mcp-Session-Id` with ", ". A proxy or load balancer in front of the gateway may have
  * checked the *last* one, and an upstream may split the joined value: each layer would then act on a
- * different credential, host or session. `req.headersDistinct` still has every line, so the gateway
- * counts them there.
+ * different credential, host or session. `req.rawHeaders` still has every line, so the gateway counts
+ * them there.
  */
 import type { IncomingMessage } from 'node:http';
 import { coreRefusal, type Refusal } from './errors.ts';
@@ -37,15 +37,27 @@ export const SINGLE_VALUED_HEADERS = [
  * request whose framing or headers a front proxy might have read differently.
  */
 export function checkRequestHeaders(req: IncomingMessage): Refusal | undefined {
-  const distinct = req.headersDistinct;
-  for (const name of SINGLE_VALUED_HEADERS) {
-    const count = distinct[name]?.length ?? 0;
-    if (count > 1) {
-      return coreRefusal('GW_ERR_DUPLICATE_HEADER', `the request has ${count} ${name} headers; send exactly one`, {
-        data: { header: name },
-        headers: { connection: 'close' },
-      });
+  // The raw header lines, not `req.headersDistinct`: that builds an array per header on every request,
+  // and most requests have none of these names twice. Only names of the right length are lower-cased.
+  const raw = req.rawHeaders;
+  let seen: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (!NAME_LENGTHS.has(name.length)) continue;
+    const lower = name.toLowerCase();
+    if (!SINGLE.has(lower)) continue;
+    if (seen === undefined || !seen.includes(lower)) {
+      (seen ??= []).push(lower);
+      continue;
     }
+    const count = req.headersDistinct[lower]?.length ?? 2;
+    return coreRefusal('GW_ERR_DUPLICATE_HEADER', `the request has ${count} ${lower} headers; send exactly one`, {
+      data: { header: lower },
+      headers: { connection: 'close' },
+    });
   }
   return undefined;
 }
+
+const SINGLE = new Set<string>(SINGLE_VALUED_HEADERS);
+const NAME_LENGTHS = new Set(SINGLE_VALUED_HEADERS.map((h) => h.length));

@@ -23,13 +23,6 @@ const GRAPHS = {
   globex_secret: ['launch-plan'],
 };
 
-/**
- * Batches whose answer mixes local refusals with upstream SSE events crash the gateway today:
- * gateway/proxy.ts `relaySse` writes `this.localAnswers` through `write()`, which touches `heartbeat`
- * before its `const` is initialized (ReferenceError in an async path, the process dies). The SSE
- * variants of the batch tests run once that is fixed; the JSON variants cover the same rules now.
- */
-
 describe('tenant isolation through the gateway (purpose-built graph upstream)', () => {
   let upstream: GraphUpstream;
   /** The same graphs served with JSON answers instead of SSE. */

@@ -153,8 +153,10 @@ export const RouteSchema = z.strictObject({
   /** Largest request body accepted; larger is refused with 413 GW_ERR_BODY_TOO_LARGE. Default 4mb. */
   maxRequestBytes: bytes().default(4_000_000),
   /**
-   * Largest JSON response body the gateway buffers to run message hooks on (SSE events count each
-   * event); larger is answered 502 GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE. Default 16mb.
+   * Largest JSON response body, or single SSE event, the gateway buffers to run message hooks on: a
+   * larger JSON answer is 502 GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE; a larger event ends its stream with
+   * that error for the requests still awaiting an answer. Routes without message hooks buffer nothing.
+   * Default 16mb.
    */
   maxResponseBytes: bytes().default(16_000_000),
   /** SSE comment heartbeat (`: ping`) after this long without an event. Default 15s; 0 disables. */

@@ -56,6 +56,12 @@ export interface ProcessInfo {
   /** Since the current process started; 0 when none runs. */
   uptimeMs: number;
   restarts: number;
+  /** The child's stdout is not being read because a session's client is not reading (flow control). */
+  outputPaused: boolean;
+  /** Bytes of requests written to the child's stdin that it has not read yet. */
+  stdinBufferedBytes: number;
+  /** Bytes read from the current child's stdout. */
+  stdoutBytes: number;
 }
 
 export interface StdioBridge {
@@ -79,6 +85,8 @@ export interface BridgeSessionInfo {
   pid: number | undefined;
   openedAt: number;
   lastActivity: number;
+  /** Bytes of messages waiting for this session's client to read (bounded: see session.ts). */
+  queuedBytes: number;
 }
 
 export async function startStdioBridge(
@@ -157,6 +165,9 @@ class Bridge implements StdioBridge {
       rssBytes: p.rssBytes(),
       uptimeMs: p.startedAt === undefined ? 0 : now - p.startedAt,
       restarts: p.restarts,
+      outputPaused: p.outputPaused,
+      stdinBufferedBytes: p.stdinBufferedBytes,
+      stdoutBytes: p.stdoutBytes,
     }));
   }
 
@@ -169,6 +180,7 @@ class Bridge implements StdioBridge {
       pid: s.process.pid,
       openedAt: s.openedAt,
       lastActivity: s.lastActivity,
+      queuedBytes: s.queuedBytes,
     }));
   }
 

@@ -59,6 +59,9 @@ export class StdioChild {
   #killAt: number | undefined;
   #graceMs: number;
   #log: Logger;
+  /** Bytes read from stdout so far (for the admin API and the backpressure test). */
+  stdoutBytes = 0;
+  #outputPaused = false;
   /** Non-JSON stdout lines not reported yet, the last of them, and when the last warning was logged. */
   #garbage = { pending: 0, sample: '', warnedAt: -Infinity, timer: undefined as NodeJS.Timeout | undefined };
 
@@ -132,6 +135,35 @@ export class StdioChild {
     return this.#exited;
   }
 
+  /**
+   * Bytes written to stdin that the process has not read yet. `write` buffers whatever the process does
+   * not take; the caller refuses new requests above a cap instead of letting this grow without bound.
+   */
+  get stdinBufferedBytes(): number {
+    return this.#child.stdin?.writableLength ?? 0;
+  }
+
+  get outputPaused(): boolean {
+    return this.#outputPaused;
+  }
+
+  /**
+   * Stops reading stdout (a session cannot take more): the pipe fills and the process blocks on its
+   * next write, so its output waits in the process, not in the gateway. Lines of the chunk being read
+   * are still delivered.
+   */
+  pauseOutput(): void {
+    if (this.#outputPaused || this.#exited) return;
+    this.#outputPaused = true;
+    this.#child.stdout?.pause();
+  }
+
+  resumeOutput(): void {
+    if (!this.#outputPaused) return;
+    this.#outputPaused = false;
+    if (!this.#exited) this.#child.stdout?.resume();
+  }
+
   /** Writes one message. Returns false when the process is gone. */
   send(message: unknown): boolean {
     const stdin = this.#child.stdin;
@@ -164,6 +196,8 @@ export class StdioChild {
   async stop(graceMs: number): Promise<void> {
     if (!this.#leaderExited && this.#killAt === undefined) {
       this.#killAt = Date.now() + graceMs;
+      // Read stdout to its end, so the exit is seen by 'close' rather than after the pipe-drain wait.
+      this.resumeOutput();
       this.#child.stdin?.end();
       this.kill('SIGTERM');
       const timer = setTimeout(() => {
@@ -246,6 +280,7 @@ export class StdioChild {
     let size = 0;
     let overflowed = false;
     stream.on('data', (data: Buffer) => {
+      if (stream === this.#child.stdout) this.stdoutBytes += data.length;
       let start = 0;
       for (let nl = data.indexOf(10, start); nl !== -1; nl = data.indexOf(10, start)) {
         const piece = data.subarray(start, nl);

@@ -25,6 +25,8 @@ export const STDIO_ERRORS = {
   GW_ERR_UPSTREAM_CRASHED: { status: 502, rpc: -32603 },
   /** The process answered the bridge's own request (its `initialize`) with a JSON-RPC error. */
   GW_ERR_UPSTREAM_REFUSED: { status: 502, rpc: -32603 },
+  /** The process is not reading its stdin: too many bytes of earlier requests wait for it. */
+  GW_ERR_UPSTREAM_BUSY: { status: 503, rpc: -32000 },
   /** The process did not answer within `requestTimeout`, or did not start within `startTimeout`. */
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504, rpc: -32001 },
   /** The bridge is shutting down. */

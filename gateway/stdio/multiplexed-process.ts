@@ -34,6 +34,12 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 /** A process that lived this long before crashing starts the backoff sequence over. */
 const BACKOFF_RESET_AFTER_MS = 60_000;
+/**
+ * Most bytes of requests waiting in the pipe to the process's stdin (it reads slower than clients
+ * send). Past it, new requests are refused with GW_ERR_UPSTREAM_BUSY instead of buffered in the gateway;
+ * one request of any size is accepted below it, so the bound is this plus one request.
+ */
+export const MAX_STDIN_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 /** What the process needs from an MCP session of the bridge. */
 export interface SessionPort {
@@ -106,6 +112,13 @@ export class MultiplexedProcess {
   #consecutiveCrashes = 0;
   #lastCrashAt = 0;
   #startAbort = new AbortController();
+  /**
+   * Sessions whose client is not reading what the process sends it: while any is, the child's stdout
+   * is not read (see StdioChild.pauseOutput). Only this process (this pool key) waits for them.
+   */
+  #congested = new Set<SessionPort>();
+  /** Requests are being refused because stdin is full (so the warning is logged once per episode). */
+  #stdinFull = false;
   /** Former children whose process groups are still being ended (a crash, a failed start); stop() waits for them. */
   #retiring = new Set<Promise<void>>();
 
@@ -128,6 +141,17 @@ export class MultiplexedProcess {
   get sessionCount(): number {
     return this.#sessions.size;
   }
+  /** Whether the child's stdout is paused because a session's client is not reading. */
+  get outputPaused(): boolean {
+    return this.#child?.outputPaused ?? false;
+  }
+  get stdinBufferedBytes(): number {
+    return this.#child?.stdinBufferedBytes ?? 0;
+  }
+  /** Bytes read from the current child's stdout. */
+  get stdoutBytes(): number {
+    return this.#child?.stdoutBytes ?? 0;
+  }
   get inFlight(): number {
     let n = 0;
     for (const p of this.#pending.values()) if (p.kind === 'client') n++;
@@ -138,11 +162,27 @@ export class MultiplexedProcess {
     this.#sessions.set(session, { inFlight: new Map(), serverRequests: new Map(), nextDownstreamId: 1 });
   }
 
+  /**
+   * A session's client stopped (or resumed) reading: its queue in the bridge is over (or back under) its
+   * bound. The process's output is read while no session is congested.
+   */
+  setCongested(session: SessionPort, congested: boolean): void {
+    if (congested && this.#sessions.has(session)) this.#congested.add(session);
+    else this.#congested.delete(session);
+    this.#applyFlow();
+  }
+
+  #applyFlow(): void {
+    if (this.#congested.size > 0) this.#child?.pauseOutput();
+    else this.#child?.resumeOutput();
+  }
+
   /** The session is gone: cancel what it still has in flight and drop its subscriptions. */
   detach(session: SessionPort): void {
     const rec = this.#sessions.get(session);
     if (!rec) return;
     this.#sessions.delete(session);
+    if (this.#congested.delete(session)) this.#applyFlow();
     for (const upstreamId of rec.inFlight.values()) {
       this.#dropPending(upstreamId);
       this.#sendToChild({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: upstreamId, reason: 'session closed' } });
@@ -270,6 +310,7 @@ export class MultiplexedProcess {
       onExit: (info) => this.#onChildExit(child, info),
     }, this.#opts.shutdownGraceMs);
     this.#child = child;
+    this.#applyFlow();
     this.#log.info({ pid: child.pid }, 'upstream process started');
 
     let result: unknown;
@@ -382,6 +423,18 @@ export class MultiplexedProcess {
     rec: SessionRecord,
     msg: JSONRPCMessage & { id: RequestId; method: string; params?: Record<string, unknown> },
   ): void {
+    const buffered = this.#child?.stdinBufferedBytes ?? 0;
+    if (buffered > MAX_STDIN_BUFFERED_BYTES) {
+      // One warning per episode: refusals come at the clients' request rate.
+      if (!this.#stdinFull) this.#log.warn({ buffered, limit: MAX_STDIN_BUFFERED_BYTES }, 'the upstream process is not reading its stdin; refusing requests');
+      this.#stdinFull = true;
+      session.deliver(
+        errorFor(msg.id, 'GW_ERR_UPSTREAM_BUSY', `the upstream process has not read ${buffered} bytes of earlier requests yet; try again later`),
+        msg.id,
+      );
+      return;
+    }
+    this.#stdinFull = false;
     const upstreamId = this.#nextId++;
     let params = msg.params;
     let progressToken: number | undefined;

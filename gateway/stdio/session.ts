@@ -7,6 +7,14 @@
  * A session ends on DELETE, when the bridge closes, or after `idleTimeout` with no HTTP request in
  * progress (no open GET stream, no pending POST): a client that vanished without DELETE must not keep
  * its process alive forever.
+ *
+ * Flow control towards the client: the SDK transports take every message they are given (the Streamable
+ * one queues it in a web stream without bound), so a client that reads nothing would make the gateway
+ * hold the process's whole output. A message therefore goes to the transport only while none of this
+ * session's HTTP responses waits for 'drain'; otherwise it waits in this session's queue, and above
+ * QUEUE_HIGH_BYTES the process stops reading the child's stdout until the queue is back under
+ * QUEUE_LOW_BYTES. The child then blocks on its own writes: a slow client slows its process (its pool
+ * key, one tenant by default), and the gateway's memory stays bounded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -17,6 +25,22 @@ import { isRequest } from '../jsonrpc.ts';
 import { STDIO_ERRORS, StdioUpstreamError } from './errors.ts';
 import type { MultiplexedProcess, SessionPort } from './multiplexed-process.ts';
 import { rpcError } from '../errors.ts';
+
+/** Queue size (bytes of JSON) above which the process stops reading its child's output. */
+export const QUEUE_HIGH_BYTES = 1024 * 1024;
+/** Queue size at which it reads again. */
+const QUEUE_LOW_BYTES = 256 * 1024;
+/**
+ * Most bytes handed to the transport per turn of the event loop while the client reads: the transport
+ * writes asynchronously, so 'drain' pressure only shows once what was handed over has been written.
+ */
+const FLUSH_BUDGET_BYTES = 64 * 1024;
+
+interface Queued {
+  message: JSONRPCMessage;
+  relatedRequestId: RequestId | undefined;
+  bytes: number;
+}
 
 export interface BridgeSessionOptions {
   id: string;
@@ -50,6 +74,15 @@ export class BridgeSession implements SessionPort {
   #closed = false;
   #closeReason: string | undefined;
   #onClosed: (session: BridgeSession) => void;
+  /** This session's open HTTP responses (POST streams, GET stream, legacy stream). */
+  #responses = new Set<ServerResponse>();
+  /** Messages waiting for the client to read; `#queueHead` is the next one (no O(n) shift per message). */
+  #queue: Array<Queued | undefined> = [];
+  #queueHead = 0;
+  #queuedBytes = 0;
+  #congested = false;
+  #flushScheduled = false;
+  #drainArmed = new WeakSet<ServerResponse>();
 
   constructor(opts: BridgeSessionOptions) {
     this.id = opts.id;
@@ -76,6 +109,7 @@ export class BridgeSession implements SessionPort {
     this.#activeHttp++;
     this.lastActivity = Date.now();
     clearTimeout(this.#idleTimer);
+    this.#track(res);
     res.once('close', () => {
       this.#activeHttp--;
       this.lastActivity = Date.now();
@@ -92,6 +126,7 @@ export class BridgeSession implements SessionPort {
   async openLegacyStream(res: ServerResponse): Promise<void> {
     this.#activeHttp++;
     clearTimeout(this.#idleTimer);
+    this.#track(res);
     res.once('close', () => {
       this.#activeHttp--;
       this.lastActivity = Date.now();
@@ -104,8 +139,35 @@ export class BridgeSession implements SessionPort {
     return this.legacy || this.transport.sessionId !== undefined;
   }
 
+  /** Bytes of messages waiting in this session's queue (not yet handed to the transport). */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Whether this session's slow client holds up its process's output. */
+  get congested(): boolean {
+    return this.#congested;
+  }
+
   deliver(message: JSONRPCMessage, relatedRequestId?: RequestId): void {
     if (this.#closed) return;
+    if (this.#queue.length === this.#queueHead && !this.#blocked()) {
+      this.#send(message, relatedRequestId);
+      return;
+    }
+    // Only a slow client's messages are measured (a second stringify, off the fast path).
+    const bytes = Buffer.byteLength(JSON.stringify(message));
+    this.#queue.push({ message, relatedRequestId, bytes });
+    this.#queuedBytes += bytes;
+    if (!this.#congested && this.#queuedBytes > QUEUE_HIGH_BYTES) {
+      this.#congested = true;
+      this.#log.debug({ session: this.id, queuedBytes: this.#queuedBytes }, 'client is not reading; pausing its process\'s output');
+      this.process.setCongested(this, true);
+    }
+    this.#scheduleFlush();
+  }
+
+  #send(message: JSONRPCMessage, relatedRequestId: RequestId | undefined): void {
     // The client's stream may be gone (it disconnected mid-request): the SDK then throws; the message
     // has nowhere to go, which is what disconnecting means.
     const sent = this.transport instanceof StreamableHTTPServerTransport
@@ -120,6 +182,66 @@ export class BridgeSession implements SessionPort {
   async close(reason = 'closed by the bridge'): Promise<void> {
     this.#closeReason ??= reason;
     await this.transport.close();
+  }
+
+  #track(res: ServerResponse): void {
+    this.#responses.add(res);
+    res.once('close', () => {
+      this.#responses.delete(res);
+      // A closed stream no longer holds the others back (its messages are dropped by the transport).
+      if (this.#queue.length > this.#queueHead) this.#scheduleFlush();
+    });
+  }
+
+  /** Whether a response of this session has more buffered than its socket takes (the client is slow). */
+  #blocked(): boolean {
+    for (const res of this.#responses) if (res.writableNeedDrain) return true;
+    return false;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#closed) return;
+    if (this.#blocked()) {
+      for (const res of this.#responses) {
+        if (!res.writableNeedDrain || this.#drainArmed.has(res)) continue;
+        this.#drainArmed.add(res);
+        res.once('drain', () => {
+          this.#drainArmed.delete(res);
+          this.#flush();
+        });
+      }
+      return;
+    }
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#closed) return;
+    let budget = FLUSH_BUDGET_BYTES;
+    while (this.#queue.length > this.#queueHead && budget > 0 && !this.#blocked()) {
+      const item = this.#queue[this.#queueHead]!;
+      this.#queue[this.#queueHead++] = undefined;
+      this.#queuedBytes -= item.bytes;
+      budget -= item.bytes;
+      this.#send(item.message, item.relatedRequestId);
+    }
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue = [];
+      this.#queueHead = 0;
+    } else {
+      if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#queueHead);
+        this.#queueHead = 0;
+      }
+      this.#scheduleFlush();
+    }
+    if (this.#congested && this.#queuedBytes <= QUEUE_LOW_BYTES) {
+      this.#congested = false;
+      this.process.setCongested(this, false);
+    }
   }
 
   #onClientMessage(msg: JSONRPCMessage): void {
@@ -150,6 +272,10 @@ export class BridgeSession implements SessionPort {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#idleTimer);
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#queuedBytes = 0;
+    this.#congested = false; // detach() below releases the process's output
     // No reason set: the transport closed itself, i.e. the client sent DELETE.
     this.#log.debug({ session: this.id, reason: this.#closeReason ?? 'DELETE by the client' }, 'session closed');
     this.process.detach(this);

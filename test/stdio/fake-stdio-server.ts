@@ -14,6 +14,9 @@
  *   hang                   → never answers (only a timeout or a cancellation ends it)
  *   env                    → JSON of its environment
  *   garbage {lines}        → writes `lines` non-JSON lines on stdout, then "ok"
+ *   flood {count, size}    → `count` log notifications ({seq, fill} with `size` bytes of fill), waiting
+ *                            for stdout to drain like a well-behaved server, then "flooded"
+ *   deaf                   → stops reading stdin for good, then "deaf"
  * Environment:
  *   IGNORE_SIGTERM=1       ignore SIGTERM and stdin EOF (to test the SIGKILL after grace)
  *   INIT_DELAY_MS=<n>      answer `initialize` only after n ms; `never` never answers it
@@ -81,6 +84,18 @@ async function call(id: number | string, name: string, args: any, meta: any): Pr
       return;
     case 'env':
       return send({ jsonrpc: '2.0', id, result: text(JSON.stringify(process.env)) });
+    case 'flood': {
+      const fill = 'x'.repeat(Number(args.size));
+      for (let seq = 0; seq < Number(args.count); seq++) {
+        const line = `${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: { seq, fill } } })}\n`;
+        if (!process.stdout.write(line)) await new Promise((r) => process.stdout.once('drain', r));
+      }
+      return send({ jsonrpc: '2.0', id, result: text('flooded') });
+    }
+    case 'deaf':
+      process.stdin.pause();
+      setInterval(() => {}, 1 << 30); // a paused stdin no longer keeps the process alive
+      return send({ jsonrpc: '2.0', id, result: text('deaf') });
     case 'garbage':
       process.stdout.write(`not json, line of garbage\n`.repeat(Number(args.lines)));
       return send({ jsonrpc: '2.0', id, result: text('ok') });
@@ -135,7 +150,7 @@ function handle(m: Msg): void {
       return send({
         jsonrpc: '2.0',
         id,
-        result: { tools: ['echo', 'sleep', 'stats', 'list_changed', 'log', 'progress', 'ask', 'update', 'hang', 'env', 'garbage'].map((name) => ({ name, inputSchema: { type: 'object' } })) },
+        result: { tools: ['echo', 'sleep', 'stats', 'list_changed', 'log', 'progress', 'ask', 'update', 'hang', 'env', 'garbage', 'flood', 'deaf'].map((name) => ({ name, inputSchema: { type: 'object' } })) },
       });
     case 'tools/call':
       void call(id, m.params?.name, m.params?.arguments ?? {}, m.params?._meta);

@@ -4,7 +4,8 @@
  * a new runtime and swaps it in; exchanges keep the runtime they started on until they end.
  */
 import http from 'node:http';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { closePlugins, instantiateRoutes, type ResolvedRoute } from '../config/compile.ts';
 import type { LoadedConfig } from '../config/load.ts';
@@ -14,6 +15,32 @@ import { Pipeline } from './pipeline.ts';
 import { signIdentityHeaders } from './upstream-identity.ts';
 import type { ListenerPolicy } from './listener-policy.ts';
 import type { StdioBridge } from './stdio/bridge.ts';
+
+/**
+ * One exchange handed to an upstream served inside the gateway's process (stdio): what an HTTP upstream
+ * would have received, without the HTTP.
+ */
+export interface UpstreamCall {
+  method: string;
+  /** Path and query as an HTTP upstream would see them (a legacy POST's carries its session). */
+  pathAndQuery: string;
+  /** The headers an HTTP upstream would get: the upstream's own session id unsealed, the client's
+   *  credentials and hop-by-hop headers gone. */
+  headers: IncomingHttpHeaders;
+  body: Buffer | undefined;
+  principal: Principal | undefined;
+  /** Aborted when the exchange ends for any reason (the client left, a timeout, the answer is done). */
+  signal: AbortSignal;
+}
+
+/** What stage 6 reads from any upstream: an `IncomingMessage`'s shape (status, headers, body stream). */
+export type UpstreamResponse = Readable & { statusCode: number; headers: IncomingHttpHeaders; complete: boolean };
+
+/** An upstream served in process: each exchange is dispatched to it directly, no socket in between. */
+export interface InProcessUpstream {
+  /** Rejects (or throws) only when the upstream cannot take the exchange at all (502). */
+  dispatch(call: UpstreamCall): Promise<UpstreamResponse> | UpstreamResponse;
+}
 
 export interface UpstreamTarget {
   readonly name: string;
@@ -29,6 +56,8 @@ export interface UpstreamTarget {
   /** Headers the gateway adds for this upstream: its credential, signed identity, bridge principal. */
   requestHeaders(principal: Principal | undefined): Record<string, string>;
   readonly bridge?: StdioBridge;
+  /** Set for upstreams served in process: stage 5 dispatches to it instead of proxying over HTTP. */
+  readonly inProcess?: InProcessUpstream;
 }
 
 export interface CompiledRoute {

@@ -10,7 +10,8 @@ import type { Readable } from 'node:stream';
 import { PRINCIPAL } from '../contract.ts';
 import { coreRefusal } from '../errors.ts';
 import type { ExchangeRun, TimeoutKind } from '../proxy.ts';
-import type { UpstreamTarget } from '../runtime.ts';
+import type { InProcessUpstream, UpstreamTarget } from '../runtime.ts';
+import { onUpstreamResponse } from './response.ts';
 
 /**
  * Never let a client set these upstream: the gateway owns every `x-mcp-gateway-*` header (bridge
@@ -41,6 +42,7 @@ export function callUpstream(run: ExchangeRun): void {
   const firstByte = legacyPost > 0 ? (t.firstByte > 0 ? Math.min(t.firstByte, legacyPost) : legacyPost) : t.firstByte;
   if (firstByte > 0) run.after(firstByte, () => { if (!run.res.headersSent) onTimeout(run, 'firstByte'); });
 
+  if (upstream.inProcess) return dispatchInProcess(run, upstream.inProcess);
   run.env.proxy.web(run.req, run.res, {
     target: upstream.origin + run.upstreamPathAndQuery,
     ignorePath: true,
@@ -50,6 +52,29 @@ export function callUpstream(run: ExchangeRun): void {
     agent: upstream.agent,
     buffer: run.body ? bodySource(run.body) : undefined,
   }, (err) => onUpstreamError(run, err as NodeJS.ErrnoException));
+}
+
+/** An upstream served in this process: the same stages before and after, no HTTP hop in between. */
+function dispatchInProcess(run: ExchangeRun, inProcess: InProcessUpstream): void {
+  const aborter = new AbortController();
+  run.cleanups.push(() => aborter.abort());
+  const call = {
+    method: run.req.method ?? 'GET',
+    pathAndQuery: run.upstreamPathAndQuery,
+    headers: run.x.upstreamHeaders,
+    body: run.body,
+    principal: run.x.get(PRINCIPAL),
+    signal: aborter.signal,
+  };
+  Promise.resolve()
+    .then(() => inProcess.dispatch(call))
+    .then(
+      (res) => {
+        if (run.finished || run.timedOut) return void res.destroy();
+        onUpstreamResponse(run, res as unknown as IncomingMessage);
+      },
+      (err: unknown) => onUpstreamError(run, err instanceof Error ? err : new Error(String(err))),
+    );
 }
 
 export function onUpstreamRequest(run: ExchangeRun, proxyReq: ClientRequest): void {

@@ -18,6 +18,7 @@ import { StringDecoder } from 'node:string_decoder';
 
 const LF = 10;
 const CR = 13;
+const NO_EVENTS: string[] = [];
 
 export class SseFramer {
   readonly #decoder = new StringDecoder('utf8');
@@ -64,6 +65,10 @@ export class SseFramer {
   /** Feeds a chunk; returns the complete events it finished, each with its terminator. */
   push(chunk: Buffer): string[] {
     if (this.#overflowed) return [];
+    if (this.#track) {
+      this.#trackBytes(chunk);
+      return NO_EVENTS;
+    }
     const text = this.#decoder.write(chunk);
     const events: string[] = [];
     const n = text.length;
@@ -141,6 +146,43 @@ export class SseFramer {
       if (this.#pendingLength > this.#max) this.#overflow();
     }
     return events;
+  }
+
+  /**
+   * Track mode: the same state machine over the raw bytes, nothing decoded or kept. (`\r` and `\n`
+   * never occur inside a multi-byte UTF-8 sequence, so bytes are as good as characters here.)
+   */
+  #trackBytes(chunk: Buffer): void {
+    const n = chunk.length;
+    let i = 0;
+    let nextLF = -2;
+    let nextCR = -2;
+    while (i < n) {
+      if (this.#afterCR) {
+        this.#afterCR = false;
+        if (chunk[i] === LF) {
+          i++;
+          continue;
+        }
+      }
+      if (!this.#lineStart) {
+        if (nextLF !== -1 && nextLF < i) nextLF = chunk.indexOf(LF, i);
+        if (nextCR !== -1 && nextCR < i) nextCR = chunk.indexOf(CR, i);
+        const j = nextLF === -1 ? nextCR : nextCR === -1 ? nextLF : Math.min(nextLF, nextCR);
+        if (j === -1) return;
+        i = j;
+      }
+      const c = chunk[i++];
+      if (c !== LF && c !== CR) {
+        this.#lineStart = false;
+        this.#midEvent = true;
+        continue;
+      }
+      if (c === CR) this.#afterCR = true;
+      // The end of a line with content, or a blank line, which ends the event.
+      if (this.#lineStart) this.#midEvent = false;
+      this.#lineStart = true;
+    }
   }
 
   /** The pending pieces plus text[start, end), as one event; resets the pending state. */

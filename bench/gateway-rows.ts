@@ -114,11 +114,17 @@ export async function mintCredentials(): Promise<BenchCredentials> {
   return { secret, token };
 }
 
-export function gatewayYaml(opts: { port: number; upstreamUrl: string; plugins: Array<Record<string, unknown>> }): string {
+export function gatewayYaml(opts: {
+  port: number;
+  upstreamUrl: string;
+  plugins: Array<Record<string, unknown>>;
+  /** More keys of the route (e.g. `maxResponseBytes` for the large-event row). */
+  route?: Record<string, unknown>;
+}): string {
   return stringify({
     listeners: [{ name: 'main', host: '127.0.0.1', port: opts.port }],
     upstreams: { up: { url: opts.upstreamUrl } },
-    routes: [{ listener: 'main', path: '/mcp', upstream: 'up', plugins: opts.plugins }],
+    routes: [{ listener: 'main', path: '/mcp', upstream: 'up', plugins: opts.plugins, ...opts.route }],
     // The gateway's own operational log stays quiet (warn): per-request logging is the audit plugin's
     // job and has its own row, so the no-plugin row measures the proxy and nothing else.
     log: { level: 'warn', pretty: false },
@@ -135,13 +141,20 @@ export interface RunningGatewayChild {
   url: string;
 }
 
+export interface GatewayChildExtras {
+  /** More keys of the route, see gatewayYaml. */
+  route?: Record<string, unknown>;
+  /** Node options before the entry point (e.g. the many-streams row's memory probe). */
+  nodeArgs?: string[];
+}
+
 /** Writes the row's gateway.yaml and starts the gateway; resolves once its listener accepts. */
-export async function startGatewayChild(variant: GatewayVariant, baseDir: string, upstreamUrl: string, creds: BenchCredentials): Promise<RunningGatewayChild> {
+export async function startGatewayChild(variant: GatewayVariant, baseDir: string, upstreamUrl: string, creds: BenchCredentials, extras: GatewayChildExtras = {}): Promise<RunningGatewayChild> {
   const dir = path.join(baseDir, variant.id);
   await mkdir(dir, { recursive: true });
   const port = await freePort();
   const configPath = path.join(dir, 'gateway.yaml');
-  await writeFile(configPath, gatewayYaml({ port, upstreamUrl, plugins: variant.plugins({ dir }) }));
+  await writeFile(configPath, gatewayYaml({ port, upstreamUrl, plugins: variant.plugins({ dir }), route: extras.route }));
   // BENCH_CPU_PROF=<dir>: each gateway writes a V8 CPU profile there when it stops (open it in
   // Chrome DevTools or VS Code) — the way to find out where a row's CPU per request goes.
   const profDir = process.env.BENCH_CPU_PROF;
@@ -149,7 +162,7 @@ export async function startGatewayChild(variant: GatewayVariant, baseDir: string
   const child = spawnChild({
     name: variant.id,
     command: process.execPath,
-    args: [...profArgs, gatewayMain, '--config', configPath],
+    args: [...profArgs, ...(extras.nodeArgs ?? []), gatewayMain, '--config', configPath],
     cwd: dir,
     env: { BENCH_JWT_SECRET: creds.secret, NODE_ENV: 'production' },
   });

@@ -27,6 +27,34 @@ export interface BenchOptions {
   only: Set<string>;
   /** Where the JSON results go. BENCH_OUT, default a file in a fresh temp folder. */
   out?: string;
+  /**
+   * Size of the one SSE event of the large-event row, bytes. BENCH_LARGE_EVENT_BYTES, default 20000000
+   * (quick: 1000000); 0 skips the row.
+   */
+  largeEventBytes: number;
+  /**
+   * Fewest large events relayed per target; they keep coming until BENCH_DURATION seconds have passed
+   * too (so the small requests beside them are many enough for a p99), and no new one starts after
+   * 60 s. BENCH_LARGE_EVENT_REPEATS, default 5 (quick: 2).
+   */
+  largeEventRepeats: number;
+  /**
+   * One large event starts every this many milliseconds (the next at once when one takes longer).
+   * BENCH_LARGE_EVENT_PERIOD_MS, default 1000 (quick: 250).
+   */
+  largeEventPeriodMs: number;
+  /**
+   * Rate of the small tools/call requests sent alongside the large events (open loop: sent on a clock,
+   * not after the previous answer, so a stalled proxy cannot slow the stream down and hide its stall).
+   * BENCH_SMALL_RPS, default 100 (quick: 50).
+   */
+  smallRps: number;
+  /**
+   * Idle SSE streams held open at once by the many-streams row. BENCH_MANY_STREAMS, default 2000
+   * (quick: 100); 0 skips the row. Lowered, with a note, when the open-file limit or the ephemeral
+   * port range cannot hold that many (see bench/many-streams.ts).
+   */
+  manyStreams: number;
 }
 
 function num(name: string, fallback: number, min: number): number {
@@ -50,5 +78,10 @@ export function readOptions(): BenchOptions {
     rounds: Math.round(num('BENCH_ROUNDS', quick ? 1 : 2, 1)),
     only: new Set((process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean)),
     out: process.env.BENCH_OUT || undefined,
+    largeEventBytes: Math.round(num('BENCH_LARGE_EVENT_BYTES', quick ? 1_000_000 : 20_000_000, 0)),
+    largeEventRepeats: Math.round(num('BENCH_LARGE_EVENT_REPEATS', quick ? 2 : 5, 1)),
+    largeEventPeriodMs: num('BENCH_LARGE_EVENT_PERIOD_MS', quick ? 250 : 1000, 0),
+    smallRps: num('BENCH_SMALL_RPS', quick ? 50 : 100, 1),
+    manyStreams: Math.round(num('BENCH_MANY_STREAMS', quick ? 100 : 2000, 0)),
   };
 }

@@ -6,6 +6,8 @@
  */
 import type { LoadResult } from './load.ts';
 import type { StreamResult } from './sse.ts';
+import type { LargeEventResult } from './large-event.ts';
+import type { ManyStreamsResult } from './many-streams.ts';
 
 export interface RowOutcome {
   id: string;
@@ -32,6 +34,45 @@ export interface MemoryOutcome {
   note?: string;
 }
 
+/** One target of the large-event row (direct, naive, a gateway configuration). */
+export interface LargeEventOutcome {
+  id: string;
+  label: string;
+  /** Whether the route runs message hooks on the event: the targets apply to this row. */
+  hooks?: boolean;
+  result?: LargeEventResult;
+  note?: string;
+}
+
+/** One target of the many-streams row. */
+export interface ManyStreamsOutcome {
+  id: string;
+  label: string;
+  /** Whether this is a gateway row (the per-stream target applies to it; the naive proxy is a reference). */
+  gateway?: boolean;
+  result?: ManyStreamsResult;
+  note?: string;
+}
+
+/** The rows measured outside the request/response table. */
+export interface SectionOutcomes {
+  largeEvents?: LargeEventOutcome[];
+  /** Settings of the large-event row, for the heading. */
+  largeEvent?: { bytes: number; repeats: number; periodMs: number; minPhaseS: number; smallRps: number };
+  manyStreams?: ManyStreamsOutcome[];
+  /** Why fewer streams than asked were opened, or why the row did not run. */
+  manyStreamsNote?: string;
+}
+
+/** Baseline of the large-event target: the naive proxy (see docs/benchmarks.md for why not direct). */
+export const LARGE_EVENT_BASELINE = 'naive';
+/** Limits of the targets that are not ratios of request rows. */
+export const LIMITS = {
+  largeEventVsBaseline: 2,
+  largeEventSmallP99Ms: 50,
+  bytesPerStream: 20_000,
+};
+
 export interface TargetVerdict {
   /** What is compared, e.g. "gateway CPU/req vs naive". */
   what: string;
@@ -39,7 +80,7 @@ export interface TargetVerdict {
   limit: number;
   /** `max`: actual must be ≤ limit; `min`: ≥ limit. */
   kind: 'max' | 'min';
-  unit: 'x' | 'ms' | 'MB';
+  unit: 'x' | 'ms' | 'MB' | 'KB';
   pass: boolean;
 }
 
@@ -64,7 +105,7 @@ export function medianLoad(results: LoadResult[]): LoadResult {
 }
 
 /** The targets from the issues, evaluated on whatever rows have numbers. */
-export function evaluateTargets(rows: RowOutcome[], streams: StreamOutcome[], memory: MemoryOutcome): TargetVerdict[] {
+export function evaluateTargets(rows: RowOutcome[], streams: StreamOutcome[], memory: MemoryOutcome, sections: SectionOutcomes = {}): TargetVerdict[] {
   const get = (id: string) => rows.find((r) => r.id === id)?.load;
   const out: TargetVerdict[] = [];
   const ratio = (what: string, a: number, b: number, limit: number, kind: 'max' | 'min') => {
@@ -78,7 +119,7 @@ export function evaluateTargets(rows: RowOutcome[], streams: StreamOutcome[], me
     ratio('gateway (no plugins) CPU/req vs naive proxy', gw.cpuUsPerReq, naive.cpuUsPerReq, 1.1, 'max');
   }
   const audit = get('gateway-audit');
-  if (naive && audit) ratio('gateway + audit CPU/req vs naive proxy', audit.cpuUsPerReq, naive.cpuUsPerReq, 1.2, 'max');
+  if (gw && audit) ratio('gateway + audit CPU/req vs no-plugin route', audit.cpuUsPerReq, gw.cpuUsPerReq, 1.15, 'max');
   const auth = get('gateway-auth');
   if (gw && auth) ratio('gateway + token+jwt CPU/req vs no-auth route', auth.cpuUsPerReq, gw.cpuUsPerReq, 1.05, 'max');
   const full = get('gateway-full');
@@ -98,6 +139,44 @@ export function evaluateTargets(rows: RowOutcome[], streams: StreamOutcome[], me
   if (memory.idleRssBytes !== undefined) {
     const mb = memory.idleRssBytes / 1e6;
     out.push({ what: 'gateway idle RSS', actual: mb, limit: 60, kind: 'max', unit: 'MB', pass: mb <= 60 });
+  }
+
+  // Large event: the hooked route against the baseline's relay time, and the small requests beside it.
+  // Events or small requests that failed are a miss whatever the figures of the others.
+  const large = sections.largeEvents ?? [];
+  const base = large.find((l) => l.id === LARGE_EVENT_BASELINE)?.result;
+  for (const l of large.filter((x) => x.hooks && x.result)) {
+    const r = l.result!;
+    const failed = Object.values(r.failures).reduce((a, b) => a + b, 0);
+    const broken = failed > 0 ? `, ${failed} event(s) FAILED` : '';
+    if (base && base.events > 0) {
+      const actual = r.medianMs / base.medianMs;
+      out.push({
+        what: `${l.label}: ${mb(r.bytesPerEvent || undefined)} SSE event relay time vs naive proxy (${fmt(r.medianMs, 0)} vs ${fmt(base.medianMs, 0)} ms${broken})`,
+        actual, limit: LIMITS.largeEventVsBaseline, kind: 'max', unit: 'x', pass: failed === 0 && actual <= LIMITS.largeEventVsBaseline,
+      });
+    }
+    const smallBroken = r.small.failed > 0 ? `, ${r.small.failed} FAILED` : '';
+    const floor = base && base.small.sent > 0 ? `; naive proxy ${fmt(base.small.p99Ms, 1)} ms` : '';
+    out.push({
+      what: `${l.label}: small requests p99 during the large events (${r.small.sent} requests${smallBroken}${floor}; the target is < 50 ms)`,
+      actual: r.small.p99Ms, limit: LIMITS.largeEventSmallP99Ms, kind: 'max', unit: 'ms',
+      pass: r.small.failed === 0 && r.small.ok > 0 && r.small.p99Ms < LIMITS.largeEventSmallP99Ms,
+    });
+  }
+
+  // Memory per idle stream, on every gateway row of the many-streams section: RSS, what the machine
+  // pays. The naive proxy's figure (the Node floor) and the heap share are printed beside it.
+  const naiveStreams = (sections.manyStreams ?? []).find((x) => x.id === 'naive')?.result;
+  for (const m of (sections.manyStreams ?? []).filter((x) => x.gateway && x.result)) {
+    const r = m.result!;
+    const broken = r.failed > 0 ? `, ${r.failed} FAILED to open` : '';
+    const kb = r.rssPerStream / 1000;
+    const floor = naiveStreams ? `; naive proxy ${fmt(naiveStreams.rssPerStream / 1000, 1)} KB` : '';
+    out.push({
+      what: `${m.label}: RSS per open idle SSE stream (${r.opened} streams${broken}; V8 heap ${fmt(r.heapPerStream / 1000, 1)} KB of it${floor})`,
+      actual: kb, limit: LIMITS.bytesPerStream / 1000, kind: 'max', unit: 'KB', pass: r.failed === 0 && kb <= LIMITS.bytesPerStream / 1000,
+    });
   }
   return out;
 }
@@ -120,6 +199,7 @@ export function renderReport(input: {
   streams: StreamOutcome[];
   memory: MemoryOutcome;
   targets: TargetVerdict[];
+  sections?: SectionOutcomes;
 }): string {
   const naive = input.rows.find((r) => r.id === 'naive')?.load;
   const gw = input.rows.find((r) => r.id === 'gateway')?.load;
@@ -182,6 +262,16 @@ export function renderReport(input: {
   if (input.memory.naiveIdleRssBytes !== undefined) out.push(`Naive proxy idle RSS (the Node floor): ${mb(input.memory.naiveIdleRssBytes)}`);
   out.push('');
 
+  const sections = input.sections ?? {};
+  if (sections.largeEvents) {
+    out.push(...renderLargeEvents(sections.largeEvents, sections.largeEvent));
+    out.push('');
+  }
+  if (sections.manyStreams) {
+    out.push(...renderManyStreams(sections.manyStreams, sections.manyStreamsNote));
+    out.push('');
+  }
+
   out.push('Targets (ratios against baselines measured in this run):');
   if (input.targets.length === 0) out.push('  none evaluated (the rows they compare were skipped)');
   for (const t of input.targets) {
@@ -190,4 +280,74 @@ export function renderReport(input: {
     out.push(`  ${t.pass ? 'PASS' : 'MISS'}  ${t.what}: ${fmt(t.actual, digits)}${unit} (target ${t.kind === 'max' ? '≤' : '≥'} ${t.limit}${unit})`);
   }
   return out.join('\n');
+}
+
+const failureList = (f: Record<string, number>) => Object.entries(f).map(([why, n]) => `${n}× ${why}`).join(', ');
+
+function renderLargeEvents(large: LargeEventOutcome[], settings: SectionOutcomes['largeEvent']): string[] {
+  const base = large.find((l) => l.id === LARGE_EVENT_BASELINE)?.result;
+  const out: string[] = [];
+  out.push(settings
+    ? `Large SSE event: one ${mb(settings.bytes)} data: line (a JSON-RPC response) per POST, one every ${settings.periodMs} ms or back to back when slower (at least ${settings.repeats} and ${settings.minPhaseS} s), ` +
+      `with ${settings.smallRps} small tools/call req/s alongside (open loop). Time = request sent → last byte of the event; ` +
+      'CPU = the proxy during the phase, small requests included (direct: the upstream).'
+    : 'Large SSE event:');
+  out.push(table(
+    ['row', 'events', 'median ms', 'min ms', 'max ms', '×naive', 'CPU ms/event', 'peak RSS', 'small p50 ms', 'small p99 ms', 'small max ms', 'small failed'],
+    large.filter((l) => l.result && l.result.events > 0).map((l) => {
+      const r = l.result!;
+      return [
+        l.label,
+        String(r.events),
+        fmt(r.medianMs, 1),
+        fmt(r.minMs, 1),
+        fmt(r.maxMs, 1),
+        base ? fmt(r.medianMs / base.medianMs, 2) : '—',
+        fmt(r.cpuMsPerEvent, 1),
+        mb(r.peakRssBytes),
+        fmt(r.small.p50Ms, 2),
+        fmt(r.small.p99Ms, 2),
+        fmt(r.small.maxMs, 1),
+        `${r.small.failed} of ${r.small.sent}`,
+      ];
+    }),
+  ));
+  for (const l of large) {
+    if (!l.result) out.push(`  skipped ${l.label}: ${l.note ?? 'no result'}`);
+    else {
+      if (Object.keys(l.result.failures).length > 0) out.push(`  ${l.label}: large events failed: ${failureList(l.result.failures)}`);
+      if (l.result.small.failed > 0) out.push(`  ${l.label}: small requests failed: ${failureList(l.result.small.failures)}`);
+    }
+  }
+  return out;
+}
+
+function renderManyStreams(many: ManyStreamsOutcome[], note: string | undefined): string[] {
+  const kb = (bytes: number) => fmt(bytes / 1000, 1);
+  const out: string[] = [];
+  out.push('Idle SSE streams held open at once: memory of the proxy process, read from inside after a full GC ' +
+    '(RSS and V8 heap; per stream = (open − before) / streams; "kept" = heap still held 3 s after they closed, 1 s with BENCH_QUICK). KB = 1,000 bytes.');
+  if (note) out.push(`  ${note}`);
+  out.push(table(
+    ['row', 'streams', 'open s', 'RSS before', 'RSS open', 'RSS KB/stream', 'heap KB/stream', 'external KB/stream', 'kept KB/stream'],
+    many.filter((m) => m.result).map((m) => {
+      const r = m.result!;
+      return [
+        m.label,
+        r.failed ? `${r.opened} (+${r.failed} failed)` : String(r.opened),
+        fmt(r.openMs / 1000, 1),
+        mb(r.before.rss),
+        mb(r.open.rss),
+        kb(r.rssPerStream),
+        kb(r.heapPerStream),
+        kb(r.externalPerStream),
+        kb(r.heapRetainedPerStream),
+      ];
+    }),
+  ));
+  for (const m of many) {
+    if (!m.result) out.push(`  skipped ${m.label}: ${m.note ?? 'no result'}`);
+    else if (m.result.failed > 0) out.push(`  ${m.label}: ${m.result.failed} streams failed to open: ${failureList(m.result.failures)}`);
+  }
+  return out;
 }

@@ -5,8 +5,10 @@
  * installed, and one gateway process per plugin configuration, each in its own process. Then, for
  * every row: a warm-up, a measured autocannon run of MCP `tools/call` POSTs, and the proxy's CPU time
  * per request from /proc. Then N concurrent SSE streams per proxy with per-event relay delay, and the
- * gateway's RSS idle, under load and with the streams open. Prints tables of ratios and the targets,
- * and writes the JSON results (BENCH_OUT, or a temp file). See docs/benchmarks.md.
+ * gateway's RSS idle, under load and with the streams open. Then two rows with processes of their own:
+ * one large SSE event through a hooked route with small requests alongside (bench/large-event.ts), and
+ * memory per idle SSE stream with thousands open (bench/many-streams.ts). Prints tables of ratios and
+ * the targets, and writes the JSON results (BENCH_OUT, or a temp file). See docs/benchmarks.md.
  */
 import { cpus, tmpdir, totalmem, type as osType, release } from 'node:os';
 import { existsSync } from 'node:fs';
@@ -19,14 +21,16 @@ import { readOptions, type BenchOptions } from './options.ts';
 import type { StdioMuxResult } from './stdio-mux.ts';
 import { benchSeal } from './seal.ts';
 import { readyOrStop, rssBytes, spawnChild, waitForLine, type BenchChild } from './processes.ts';
+import { runLargeEvent } from './large-event.ts';
+import { ephemeralPorts, openFileLimit, runManyStreams, streamBudget } from './many-streams.ts';
 import { findNginx, startNginx } from './nginx.ts';
 import {
   GATEWAY_VARIANTS, gatewayAvailable, mintCredentials, registeredPluginTypes, startGatewayChild,
-  type BenchCredentials,
+  type BenchCredentials, type GatewayVariant,
 } from './gateway-rows.ts';
 import {
   evaluateTargets, medianLoad, renderReport,
-  type MemoryOutcome, type RowOutcome, type StreamOutcome,
+  type LargeEventOutcome, type ManyStreamsOutcome, type MemoryOutcome, type RowOutcome, type SectionOutcomes, type StreamOutcome,
 } from './report.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -75,28 +79,170 @@ async function probe(t: Target): Promise<string | undefined> {
   }
 }
 
-async function startUpstream(opts: BenchOptions): Promise<{ child: BenchChild; url: string }> {
+/** The upstream; `intervalMs` 0 makes its SSE streams idle (the many-streams row). */
+async function startUpstream(intervalMs: number, name = 'upstream'): Promise<{ child: BenchChild; url: string }> {
   const child = spawnChild({
-    name: 'upstream',
+    name,
     command: process.execPath,
     args: [path.join(benchDir, 'upstream.ts')],
-    env: { BENCH_SSE_INTERVAL_MS: String(opts.streamIntervalMs) },
+    env: { BENCH_SSE_INTERVAL_MS: String(intervalMs) },
   });
   const port = await readyOrStop(child, waitForLine(child, /listening (\d+)/));
   return { child, url: `http://127.0.0.1:${port}` };
 }
 
-async function startNaive(upstreamUrl: string): Promise<{ child: BenchChild; url: string }> {
+async function startNaive(upstreamUrl: string, nodeArgs: string[] = []): Promise<{ child: BenchChild; url: string }> {
   const child = spawnChild({
     name: 'naive',
     command: process.execPath,
-    args: [path.join(benchDir, 'naive-proxy.ts'), upstreamUrl],
+    args: [...nodeArgs, path.join(benchDir, 'naive-proxy.ts'), upstreamUrl],
   });
   const port = await readyOrStop(child, waitForLine(child, /listening (\d+)/));
   return { child, url: `http://127.0.0.1:${port}` };
 }
 
 const wanted = (opts: BenchOptions, id: string) => opts.only.size === 0 || opts.only.has(id);
+
+/** Node options that preload the memory probe (bench/mem-probe.ts) into a process under test. */
+const MEM_PROBE_ARGS = ['--expose-gc', '--import', pathToFileURL(path.join(benchDir, 'mem-probe.ts')).href];
+
+/** What the two process-owning sections need from the main run. */
+interface SectionContext {
+  opts: BenchOptions;
+  work: string;
+  creds: BenchCredentials;
+  /** Built-in plugin types available to gateway rows (a row needing others is skipped). */
+  registered: Set<string>;
+  registryProblem?: string;
+  /** Children started by a section go here too, so an interrupt stops them. */
+  children: BenchChild[];
+}
+
+/** The gateway configurations of a section: no plugins, and the full pipeline (or audit alone). */
+function sectionVariants(ctx: SectionContext): { variant: GatewayVariant; hooks: boolean; note?: string }[] {
+  const byId = (id: string) => GATEWAY_VARIANTS.find((v) => v.id === id)!;
+  const usable = (v: GatewayVariant) => v.needs.every((t) => ctx.registered.has(t));
+  const out: { variant: GatewayVariant; hooks: boolean; note?: string }[] = [{ variant: byId('gateway'), hooks: false }];
+  // The hooked row: the full pipeline; audit alone (it has onResponseMessage) if the others are missing.
+  const hooked = [byId('gateway-full'), byId('gateway-audit')].find(usable);
+  if (hooked) out.push({ variant: hooked, hooks: true });
+  else out.push({ variant: byId('gateway-full'), hooks: true, note: ctx.registryProblem ?? 'neither the full pipeline\'s plugins nor audit are registered' });
+  return out;
+}
+
+/** Starts a process for one section target, measures it, stops it (whatever happened). */
+async function withChild<T>(ctx: SectionContext, start: () => Promise<{ child: BenchChild; url: string }>, measure: (c: { child: BenchChild; url: string }) => Promise<T>): Promise<T> {
+  const started = await start();
+  ctx.children.push(started.child);
+  try {
+    return await measure(started);
+  } finally {
+    await started.child.stop();
+    ctx.children.splice(ctx.children.indexOf(started.child), 1);
+  }
+}
+
+const firstLines = (err: unknown) => (err as Error).message.split('\n').slice(0, 3).join(' / ').slice(0, 600);
+
+/**
+ * One large SSE event through direct, the naive proxy, the no-plugin gateway and a hooked gateway
+ * route, each proxy in a process of its own (its RSS peak is the event's), the route allowing an
+ * event of that size (maxResponseBytes).
+ */
+async function largeEventSection(ctx: SectionContext, upstreamUrl: string, upstreamPid: number): Promise<LargeEventOutcome[]> {
+  const { opts } = ctx;
+  const spec = {
+    bytes: opts.largeEventBytes, repeats: opts.largeEventRepeats, periodMs: opts.largeEventPeriodMs,
+    minPhaseMs: opts.durationS * 1000, smallRps: opts.smallRps, graphName: 'social',
+  };
+  const out: LargeEventOutcome[] = [];
+  const measure = async (o: LargeEventOutcome, url: string, pid: number, headers: Record<string, string>) => {
+    log(`large SSE event: ${o.label}`);
+    try {
+      o.result = await runLargeEvent({ ...spec, url, pid, headers: { ...MCP_HEADERS, ...headers } });
+      if (o.result.events === 0) o.note = `no event relayed: ${Object.entries(o.result.failures).map(([why, n]) => `${n}× ${why}`).join(', ')}`;
+    } catch (err) {
+      o.note = `failed: ${firstLines(err)}`;
+    }
+  };
+  const direct: LargeEventOutcome = { id: 'direct', label: 'direct (no proxy)' };
+  out.push(direct);
+  await measure(direct, `${upstreamUrl}/mcp`, upstreamPid, {});
+
+  const naive: LargeEventOutcome = { id: 'naive', label: 'naive http-proxy-3' };
+  out.push(naive);
+  try {
+    await withChild(ctx, () => startNaive(upstreamUrl), (n) => measure(naive, `${n.url}/mcp`, n.child.pid, {}));
+  } catch (err) {
+    naive.note = `did not start: ${firstLines(err)}`;
+  }
+
+  for (const { variant, hooks, note } of sectionVariants(ctx)) {
+    const o: LargeEventOutcome = { id: variant.id, label: variant.label, hooks };
+    out.push(o);
+    if (!gatewayAvailable()) { o.note = 'gateway/main.ts does not exist yet'; continue; }
+    if (note) { o.note = note; continue; }
+    // A process of its own (not the request rows' one), its config under its own name.
+    const own = { ...variant, id: `large-event-${variant.id}` };
+    const route = { maxResponseBytes: Math.max(16_000_000, opts.largeEventBytes + 1_000_000) };
+    try {
+      await withChild(
+        ctx,
+        async () => { const g = await startGatewayChild(own, path.join(ctx.work, 'sections'), `${upstreamUrl}/mcp`, ctx.creds, { route }); return { child: g.child, url: g.url }; },
+        (g) => measure(o, g.url, g.child.pid, variant.auth ? { authorization: `Bearer ${ctx.creds.token}` } : {}),
+      );
+    } catch (err) {
+      o.note = `gateway did not start: ${firstLines(err)}`;
+    }
+  }
+  return out;
+}
+
+/**
+ * Memory per idle SSE stream: an idle upstream, then the naive proxy (the Node floor, for reference),
+ * the no-plugin gateway and the hooked gateway route, each in a process of its own with the memory
+ * probe preloaded, one after another.
+ */
+async function manyStreamsSection(ctx: SectionContext): Promise<{ outcomes: ManyStreamsOutcome[]; note?: string }> {
+  const { streams, note } = streamBudget(ctx.opts.manyStreams, openFileLimit(), ephemeralPorts());
+  const out: ManyStreamsOutcome[] = [];
+  if (streams === 0) return { outcomes: out, note: note ?? 'no streams' };
+  const measure = async (o: ManyStreamsOutcome, child: BenchChild, url: string, headers: Record<string, string>) => {
+    log(`${streams} idle SSE streams: ${o.label}`);
+    try {
+      // Quick runs only check that the row works; their "kept" figure may include clean-up still pending.
+      o.result = await runManyStreams({ url, headers, child, streams, keptAfterMs: ctx.opts.quick ? 1000 : 3000 });
+    } catch (err) {
+      o.note = `failed: ${firstLines(err)}`;
+    }
+  };
+  await withChild(ctx, () => startUpstream(0, 'idle-upstream'), async (upstream) => {
+    const naive: ManyStreamsOutcome = { id: 'naive', label: 'naive http-proxy-3' };
+    out.push(naive);
+    try {
+      await withChild(ctx, () => startNaive(upstream.url, MEM_PROBE_ARGS), (n) => measure(naive, n.child, `${n.url}/mcp`, {}));
+    } catch (err) {
+      naive.note = `did not start: ${firstLines(err)}`;
+    }
+    for (const { variant, note: skip } of sectionVariants(ctx)) {
+      const o: ManyStreamsOutcome = { id: variant.id, label: variant.label, gateway: true };
+      out.push(o);
+      if (!gatewayAvailable()) { o.note = 'gateway/main.ts does not exist yet'; continue; }
+      if (skip) { o.note = skip; continue; }
+      const own = { ...variant, id: `many-streams-${variant.id}` };
+      try {
+        await withChild(
+          ctx,
+          async () => { const g = await startGatewayChild(own, path.join(ctx.work, 'sections'), `${upstream.url}/mcp`, ctx.creds, { nodeArgs: MEM_PROBE_ARGS }); return { child: g.child, url: g.url }; },
+          (g) => measure(o, g.child, g.url, variant.auth ? { authorization: `Bearer ${ctx.creds.token}` } : {}),
+        );
+      } catch (err) {
+        o.note = `gateway did not start: ${firstLines(err)}`;
+      }
+    }
+  });
+  return { outcomes: out, note };
+}
 
 /**
  * The stdio multiplexer's own bench (bench/stdio-mux.ts, written with the stdio upstream), loaded
@@ -123,9 +269,11 @@ async function main(): Promise<void> {
     `MCP gateway benchmark — ${new Date().toISOString()}`,
     `Node ${process.version} on ${osType()} ${release()}, ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
     `Settings: ${opts.durationS}s measured + ${opts.warmupS}s warm-up per row, ${opts.connections} connections, ` +
-      `${opts.rounds} round(s); ${opts.streams} SSE streams, 1 event per ${opts.streamIntervalMs} ms each, ${opts.streamDurationS}s measured` +
+      `${opts.rounds} round(s); ${opts.streams} SSE streams, 1 event per ${opts.streamIntervalMs} ms each, ${opts.streamDurationS}s measured; ` +
+      `large event ${(opts.largeEventBytes / 1e6).toFixed(1)} MB × ${opts.largeEventRepeats} with ${opts.smallRps} small req/s; ${opts.manyStreams} idle streams` +
       (opts.quick ? ' [BENCH_QUICK]' : ''),
   ];
+  const sections: SectionOutcomes = {};
 
   // Interrupted (Ctrl-C, a CI timeout): stop the children before going, never leave them behind.
   const onSignal = (signal: NodeJS.Signals) => {
@@ -137,7 +285,7 @@ async function main(): Promise<void> {
 
   try {
     log('starting the upstream');
-    const upstream = await startUpstream(opts);
+    const upstream = await startUpstream(opts.streamIntervalMs);
     children.push(upstream.child);
     const add = (t: Target) => { targets.push(t); rows.push({ id: t.id, label: t.label }); };
 
@@ -163,19 +311,21 @@ async function main(): Promise<void> {
       }
     }
 
+    let registered = new Set<string>();
+    let registryProblem: string | undefined;
+    if (gatewayAvailable()) {
+      try {
+        registered = await registeredPluginTypes();
+      } catch (err) {
+        registryProblem = `plugins/index.ts failed to load: ${(err as Error).message.split('\n')[0]}`;
+      }
+    }
+    const creds: BenchCredentials = await mintCredentials();
     const variants = GATEWAY_VARIANTS.filter((v) => wanted(opts, v.id));
     if (variants.length > 0) {
       if (!gatewayAvailable()) {
         for (const v of variants) rows.push({ id: v.id, label: v.label, note: 'gateway/main.ts does not exist yet' });
       } else {
-        let registered = new Set<string>();
-        let registryProblem: string | undefined;
-        try {
-          registered = await registeredPluginTypes();
-        } catch (err) {
-          registryProblem = `plugins/index.ts failed to load: ${(err as Error).message.split('\n')[0]}`;
-        }
-        const creds: BenchCredentials = await mintCredentials();
         for (const v of variants) {
           const missing = v.needs.filter((t) => !registered.has(t));
           if (missing.length > 0) {
@@ -259,8 +409,19 @@ async function main(): Promise<void> {
       }
     }
 
-    const verdicts = evaluateTargets(rows, streams, memory);
-    const report = renderReport({ header, rows, streams, memory, targets: verdicts });
+    const sectionCtx: SectionContext = { opts, work, creds, registered, registryProblem, children };
+    if (opts.largeEventBytes > 0 && wanted(opts, 'large-event')) {
+      sections.largeEvent = { bytes: opts.largeEventBytes, repeats: opts.largeEventRepeats, periodMs: opts.largeEventPeriodMs, minPhaseS: opts.durationS, smallRps: opts.smallRps };
+      sections.largeEvents = await largeEventSection(sectionCtx, upstream.url, upstream.child.pid);
+    }
+    if (opts.manyStreams > 0 && wanted(opts, 'many-streams')) {
+      const many = await manyStreamsSection(sectionCtx);
+      sections.manyStreams = many.outcomes;
+      sections.manyStreamsNote = many.note;
+    }
+
+    const verdicts = evaluateTargets(rows, streams, memory, sections);
+    const report = renderReport({ header, rows, streams, memory, targets: verdicts, sections });
     process.stdout.write(`${report}\n`);
 
     let stdio: Omit<StdioMuxResult, 'report'> | { error: string } | undefined;
@@ -290,7 +451,7 @@ async function main(): Promise<void> {
       node: process.version,
       machine: { os: `${osType()} ${release()}`, cores: cpu.length, cpu: cpu[0]?.model.trim(), memoryBytes: totalmem() },
       options: { ...opts, only: [...opts.only] },
-      rows, streams, memory, targets: verdicts, stdio, seal,
+      rows, streams, memory, sections, targets: verdicts, stdio, seal,
     }, null, 2)}\n`);
     process.stdout.write(`\nResults written to ${outFile} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
   } finally {

@@ -10,6 +10,14 @@
  *   `notifications/message` events, one every BENCH_SSE_INTERVAL_MS (default 1000) per stream, each
  *   stamped with its send time (`sentAt`, epoch milliseconds with sub-millisecond precision). Each
  *   stream starts at a random phase, so N streams spread their events evenly instead of in bursts.
+ *   BENCH_SSE_INTERVAL_MS=0 makes streams idle: one `notifications/tools/list_changed` event at once
+ *   (proof that the stream is open end to end; graph-rewrite passes it, unlike `notifications/message`),
+ *   then silence. The many-streams row measures memory per idle stream with it.
+ * - A `tools/call` whose arguments carry `resultBytes: N` is answered with `text/event-stream`: ONE
+ *   `message` event, a single `data:` line of about N bytes holding the JSON-RPC response (a text result
+ *   of N bytes: a first line naming the graph, then Cypher-like rows), then the response ends. The
+ *   large-event row sends these. The rows are built once per size and kept, so the upstream's cost per
+ *   answer is a few writes.
  *
  * Prints `listening <port>` on stdout once ready (it listens on BENCH_UPSTREAM_PORT, default 0).
  */
@@ -34,6 +42,39 @@ function answer(msg: JsonRpc): object | undefined {
   return { jsonrpc: '2.0', id: msg.id, result: {} };
 }
 
+/** The JSON-escaped body rows of a large text result, by size (a bench asks for one or two sizes). */
+const largeRows = new Map<number, Buffer>();
+
+/**
+ * Rows of a large text result, JSON-escaped (quotes and newlines escaped, as in a real tool result
+ * that returns query rows as text), `bytes` long in the escaped form.
+ */
+function largeRowsOf(bytes: number): Buffer {
+  let rows = largeRows.get(bytes);
+  if (!rows) {
+    const parts: string[] = [];
+    let size = 0;
+    for (let i = 0; size < bytes; i++) {
+      const row = JSON.stringify(`(:Person {id: ${i}, name: "person ${i}", email: "p${i}@example.com"})\n`).slice(1, -1);
+      parts.push(row);
+      size += row.length;
+    }
+    rows = Buffer.from(parts.join('').slice(0, bytes).replace(/\\$/, ' '));
+    largeRows.set(bytes, rows);
+  }
+  return rows;
+}
+
+/** One SSE event with one JSON-RPC response of about `bytes` bytes, then the end of the response. */
+function answerLarge(msg: JsonRpc, bytes: number, res: ServerResponse): void {
+  const graph = msg.params?.arguments?.graphName;
+  const head = JSON.stringify(`graph ${typeof graph === 'string' ? graph : '?'}: large result\n`).slice(0, -1);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.write(`event: message\ndata: {"jsonrpc":"2.0","id":${JSON.stringify(msg.id)},"result":{"content":[{"type":"text","text":${head}`);
+  res.write(largeRowsOf(bytes));
+  res.end('"}]}}\n\n');
+}
+
 function onPost(req: IncomingMessage, res: ServerResponse): void {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
@@ -45,6 +86,10 @@ function onPost(req: IncomingMessage, res: ServerResponse): void {
       res.writeHead(400, { 'content-type': 'application/json' });
       res.end('{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}');
       return;
+    }
+    const large = Array.isArray(parsed) ? undefined : parsed.params?.arguments?.resultBytes;
+    if (!Array.isArray(parsed) && parsed.method === 'tools/call' && parsed.id != null && typeof large === 'number' && large > 0) {
+      return answerLarge(parsed, Math.min(large, 1e9), res);
     }
     const replies = Array.isArray(parsed) ? parsed.map(answer).filter((r) => r !== undefined) : [answer(parsed)].filter((r) => r !== undefined);
     if (replies.length === 0) {
@@ -64,6 +109,10 @@ function onStream(req: IncomingMessage, res: ServerResponse): void {
     'x-accel-buffering': 'no',
   });
   res.flushHeaders();
+  if (intervalMs === 0) {
+    res.write('data: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n\n');
+    return;
+  }
   let seq = 0;
   let interval: NodeJS.Timeout | undefined;
   const send = () => {

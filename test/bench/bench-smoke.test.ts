@@ -1,6 +1,7 @@
 /**
  * `npm run bench` in a tiny configuration (BENCH_QUICK=1): it must start every process, measure every
- * row it can, print the tables and write its JSON, then exit cleanly.
+ * row it can, print the tables and write its JSON, then exit cleanly. The large-event and many-streams
+ * rows run too, small (a 1 MB event, 60 streams), so that they cannot rot.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,13 +14,13 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-test('BENCH_QUICK=1 runs the harness end to end and prints the tables', { timeout: 120_000 }, async () => {
+test('BENCH_QUICK=1 runs the harness end to end and prints the tables', { timeout: 180_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-bench-test-'));
   try {
     const out = path.join(dir, 'results.json');
     const child = spawn(process.execPath, [path.join(root, 'bench', 'run.ts')], {
       cwd: root,
-      env: { ...process.env, BENCH_QUICK: '1', BENCH_STREAMS: '20', BENCH_OUT: out },
+      env: { ...process.env, BENCH_QUICK: '1', BENCH_STREAMS: '20', BENCH_MANY_STREAMS: '60', BENCH_OUT: out },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -35,12 +36,19 @@ test('BENCH_QUICK=1 runs the harness end to end and prints the tables', { timeou
     assert.match(stdout, /^naive http-proxy-3 +[\d,]+ +1\.00 /m);
     assert.match(stdout, /SSE streams: per-event relay delay/);
     assert.match(stdout, /Targets \(ratios against baselines measured in this run\)/);
+    assert.match(stdout, /^Large SSE event: one 1\.0 MB data: line/m);
+    assert.match(stdout, /^Idle SSE streams held open at once/m);
 
     const json = JSON.parse(await readFile(out, 'utf8')) as {
       node: string;
       machine: { cores: number };
       rows: Array<{ id: string; load?: { ok: number; non2xx: number; errors: number; reqPerSec: number; cpuUsPerReq: number }; note?: string }>;
       streams: Array<{ id: string; result?: { opened: number; failed: number; events: number; p99Ms: number } }>;
+      sections: {
+        largeEvents: Array<{ id: string; hooks?: boolean; note?: string; result?: { events: number; failures: Record<string, number>; medianMs: number; small: { sent: number; failed: number; p99Ms: number } } }>;
+        manyStreams: Array<{ id: string; note?: string; result?: { opened: number; failed: number; heapPerStream: number; rssPerStream: number; before: { gc: boolean } } }>;
+      };
+      targets: Array<{ what: string }>;
     };
     assert.equal(json.node, process.version);
     assert.ok(json.machine.cores >= 1);
@@ -58,6 +66,24 @@ test('BENCH_QUICK=1 runs the harness end to end and prints the tables', { timeou
     assert.equal(directStreams.failed, 0);
     assert.ok(directStreams.events > 0);
 
+    // The large-event and many-streams rows, at least on their baselines.
+    const largeEvent = (id: string) => json.sections.largeEvents.find((l) => l.id === id);
+    const manyStreams = (id: string) => json.sections.manyStreams.find((m) => m.id === id);
+    for (const id of ['direct', 'naive']) {
+      const r = largeEvent(id)?.result;
+      assert.ok(r, `${id} large event measured: ${largeEvent(id)?.note}`);
+      assert.ok(r.events >= 2, `${id} relayed its large events`);
+      assert.deepEqual(r.failures, {});
+      assert.ok(r.small.sent > 0 && r.small.failed === 0, `${id} small requests`);
+      assert.ok(r.medianMs > 0 && r.small.p99Ms > 0);
+    }
+    const naiveMany = manyStreams('naive')?.result;
+    assert.ok(naiveMany, `naive many-streams measured: ${manyStreams('naive')?.note}`);
+    assert.equal(naiveMany.opened, 60);
+    assert.equal(naiveMany.failed, 0);
+    assert.equal(naiveMany.before.gc, true, 'the memory probe collected garbage');
+    assert.ok(naiveMany.heapPerStream > 0);
+
     // Once the gateway exists, its no-plugin row must be measured, not skipped.
     if (existsSync(path.join(root, 'gateway', 'main.ts'))) {
       const gw = row('gateway');
@@ -68,6 +94,17 @@ test('BENCH_QUICK=1 runs the harness end to end and prints the tables', { timeou
       const gwStreams = json.streams.find((s) => s.id === 'gateway')?.result;
       assert.ok(gwStreams, 'gateway SSE streams measured');
       assert.equal(gwStreams.opened, 20);
+
+      // The hooked route relays the event (whatever its speed) and holds the streams.
+      const hooked = json.sections.largeEvents.find((l) => l.hooks);
+      assert.ok(hooked?.result && hooked.result.events > 0, `hooked gateway route large event: ${hooked?.note}`);
+      for (const id of ['gateway', hooked.id]) {
+        const m = manyStreams(id);
+        assert.ok(m?.result, `${id} many-streams measured: ${m?.note}`);
+        assert.equal(m.result.opened, 60);
+      }
+      assert.ok(json.targets.some((t) => /RSS per open idle SSE stream/.test(t.what)));
+      assert.ok(json.targets.some((t) => /small requests p99 during the large events/.test(t.what)));
     }
   } finally {
     await rm(dir, { recursive: true, force: true });

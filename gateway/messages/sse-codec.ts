@@ -225,7 +225,7 @@ export interface SseFields {
 /** The fields of one event block (comments and unknown fields ignored). */
 export function parseEvent(block: string): SseFields {
   const fields: SseFields = {};
-  for (const line of block.split(/\r\n|\r|\n/)) {
+  for (const line of lines(block)) {
     if (line === '' || line.charCodeAt(0) === 58 /* : */) continue;
     const colon = line.indexOf(':');
     const name = colon === -1 ? line : line.slice(0, colon);
@@ -239,13 +239,40 @@ export function parseEvent(block: string): SseFields {
 }
 
 /**
+ * The lines of a block, without terminators (`\r\n`, `\r`, `\n`). Jumps between terminators with
+ * `indexOf` rather than a regular expression: an event's data line may be megabytes long.
+ */
+function lines(block: string): string[] {
+  const out: string[] = [];
+  const n = block.length;
+  let i = 0;
+  let nextLF = -2;
+  let nextCR = -2;
+  while (i < n) {
+    if (nextLF !== -1 && nextLF < i) nextLF = block.indexOf('\n', i);
+    if (nextCR !== -1 && nextCR < i) nextCR = block.indexOf('\r', i);
+    const j = nextLF === -1 ? nextCR : nextCR === -1 ? nextLF : Math.min(nextLF, nextCR);
+    if (j === -1) {
+      out.push(block.slice(i));
+      break;
+    }
+    out.push(block.slice(i, j));
+    i = block.charCodeAt(j) === CR_CODE && block.charCodeAt(j + 1) === LF_CODE ? j + 2 : j + 1;
+  }
+  return out;
+}
+
+const CR_CODE = 13;
+const LF_CODE = 10;
+
+/**
  * The block with its data replaced by `data` (one line per `\n` in it), every other line (id, event,
  * retry, comments) kept in place. Used when a plugin replaced the message an event carries.
  */
 export function replaceEventData(block: string, data: string): string {
   const out: string[] = [];
   let written = false;
-  for (const line of block.split(/\r\n|\r|\n/)) {
+  for (const line of lines(block)) {
     if (line === '') continue;
     if (line === 'data' || line.startsWith('data:')) {
       if (!written) {

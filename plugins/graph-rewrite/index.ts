@@ -115,7 +115,14 @@ export default definePlugin({
           const clientName = typeof upstreamName === 'string' ? names.toClient(upstreamName) : undefined;
           if (clientName === undefined) return; // not a request this plugin rewrote
           const strip = (s: string) => names.stripName(s, upstreamName as string, clientName);
-          return replaced(msg, result === undefined ? { error: mapStrings(error, strip) } : { result: mapStrings(result, strip) });
+          // mapStrings keeps identity when nothing changed: then the message passes as it is, and the
+          // core can forward the upstream's own bytes instead of re-encoding (a 20 MB result, say).
+          if (result === undefined) {
+            const mapped = mapStrings(error, strip);
+            return mapped === error ? undefined : replaced(msg, { error: mapped });
+          }
+          const mapped = mapStrings(result, strip);
+          return mapped === result ? undefined : replaced(msg, { result: mapped });
         }
         const linePrefix = listingTools.get(params.name);
         if (linePrefix !== undefined) return replaced(msg, filterToolListing(result, error, linePrefix, names));

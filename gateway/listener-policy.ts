@@ -21,6 +21,8 @@ export class ListenerPolicy {
   readonly #hostsAny: boolean;
   readonly #hosts: WildcardMatcher;
   readonly #origins: WildcardMatcher;
+  /** Host header values already accepted (bounded: unknown values are still checked each time). */
+  readonly #goodHosts = new Set<string>();
 
   constructor(cfg: ListenerConfig, boundPort: number) {
     const shownHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? 'localhost' : cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
@@ -38,8 +40,13 @@ export class ListenerPolicy {
     if (this.#hostsAny) return undefined;
     const host = req.headers.host;
     if (!host) return 'the request has no Host header';
+    // Nearly every request carries one of a handful of Host values: remember the good ones.
+    if (this.#goodHosts.has(host)) return undefined;
     const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
-    if (this.#hosts(name)) return undefined;
+    if (this.#hosts(name)) {
+      if (this.#goodHosts.size < 64) this.#goodHosts.add(host);
+      return undefined;
+    }
     return `Host "${name}" is not allowed on this listener (listeners[].allowedHosts)`;
   }
 

@@ -16,7 +16,8 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { coreRefusal, type Refusal } from '../errors.ts';
 import { HOP_BY_HOP } from '../exchange.ts';
 import { inspect } from '../messages/inspect.ts';
-import { decodeJson, encodeJson } from '../messages/json-codec.ts';
+import { decodeJson } from '../messages/json-codec.ts';
+import { decode, encode, OFFLOAD_MIN_CHARS } from '../messages/offload.ts';
 import type { ExchangeRun } from '../proxy.ts';
 import { sealResponseSession } from './session.ts';
 import { relaySse } from './sse-relay.ts';
@@ -120,7 +121,7 @@ async function finishJson(run: ExchangeRun, body: Buffer, status: number, header
   let values: unknown[] = [];
   let batch = false;
   if (body.length > 0) {
-    const decoded = decodeJson(body);
+    const decoded = body.length < OFFLOAD_MIN_CHARS ? decodeJson(body) : await decode(body.toString('utf8'));
     // Plugins must see every message; an unreadable body could carry anything.
     if (!decoded.ok) return run.refuse(coreRefusal('GW_ERR_UPSTREAM_BAD_RESPONSE', `the upstream answered with JSON the gateway cannot read (${decoded.detail})`));
     values = decoded.values;
@@ -133,7 +134,7 @@ async function finishJson(run: ExchangeRun, body: Buffer, status: number, header
   }
   const out = [...inspected.out, ...run.localAnswers];
   if (out.length === 0) return run.writeBody(status === 200 ? 202 : status, headers, '');
-  run.writeBody(status, headers, encodeJson(out, batch || out.length > 1));
+  run.writeBody(status, headers, await encode(out, batch || out.length > 1, body.length));
 }
 
 /** The upstream's response headers minus hop-by-hop ones. */

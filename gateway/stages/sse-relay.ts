@@ -15,7 +15,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { STREAM_DEADLINE } from '../contract.ts';
 import { coreRefusal, refusalMessage } from '../errors.ts';
 import { inspect } from '../messages/inspect.ts';
-import { decodeJson, encodeJson } from '../messages/json-codec.ts';
+import { decode, encode } from '../messages/offload.ts';
 import { HEARTBEAT, messageEvent, parseEvent, replaceEventData, SseFramer } from '../messages/sse-codec.ts';
 import type { ExchangeRun } from '../proxy.ts';
 import { legacyCorrelator, rewriteEndpoint, type LegacyEndpoint } from './legacy-sse.ts';
@@ -106,7 +106,7 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     if (fields.data === undefined || fields.data === '') return block; // comments, priming events
     awaitingEndpoint = false;
     if (!inspecting || (fields.event !== undefined && fields.event !== 'message')) return block;
-    const decoded = decodeJson(fields.data);
+    const decoded = await decode(fields.data);
     if (!decoded.ok) {
       // A message event no plugin can read is not delivered: it could carry anything.
       x.log.warn({ reason: decoded.reason }, 'dropped an upstream SSE message that is not JSON-RPC');
@@ -116,7 +116,7 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     const inspected = await inspect(decoded.values, 'response', 'sse', run.inspectScope('response', correlator));
     if (!inspected.changed) return block;
     if (inspected.out.length === 0) return '';
-    return replaceEventData(block, encodeJson(inspected.out, decoded.batch));
+    return replaceEventData(block, await encode(inspected.out, decoded.batch, fields.data.length));
   };
 
   let chain: Promise<void> = Promise.resolve();

@@ -104,7 +104,9 @@ export default definePlugin({
 
       onRequestMessage(msg: JSONRPCMessage, x: Exchange): MessageVerdict | void {
         const m = msg as { method?: unknown; id?: unknown; params?: { name?: unknown } };
-        if (m.method !== 'tools/call' || m.id === undefined) return;
+        // A `tools/call` without an id (a notification) is checked too: a server may still run it, and
+        // the core drops a refused notification without an answer.
+        if (m.method !== 'tools/call') return;
         const tool = m.params?.name;
         if (typeof tool === 'string' && tool.length > MAX_TOOL_NAME_LENGTH) {
           // Neither matched nor echoed back: the refusal names the limit, not the tool.

@@ -159,6 +159,10 @@ test('a denied tools/call is refused with GW_ERR_TOOL_DENIED, alone or in a batc
   assert.equal(nameless.kind === 'reject' && nameless.code, 'GW_ERR_TOOL_DENIED');
   // Another tenant keeps the default (everything).
   assert.equal(await p.onRequestMessage!(call('delete_graph', {}), exchange({ principal: principal('globex') }), json), undefined);
+  // Sent as a notification (no id), a denied call is refused too: the core then drops it unanswered.
+  const { id: _id, ...notification } = call('delete_graph', { graphName: 'g' }) as Record<string, unknown>;
+  const v = await p.onRequestMessage!(notification as JSONRPCMessage, x, json) as MessageVerdict;
+  assert.equal(v?.kind === 'reject' && v.code, 'GW_ERR_TOOL_DENIED');
 });
 
 test('tools/list answers show only permitted tools (JSON and SSE alike)', async () => {

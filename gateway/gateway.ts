@@ -22,14 +22,13 @@ import { ListenerPolicy } from './listener-policy.ts';
 import { checkRequestHeaders } from './request-hygiene.ts';
 import { createLogger } from './logger.ts';
 import { attachProxyEvents, handleExchange, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
-import { buildRuntime, type BridgeCache, type Runtime } from './runtime.ts';
+import { buildRuntime, type Runtime, type StdioCache } from './runtime.ts';
 import { SessionSealer } from './session-seal.ts';
 import { SessionRegistry } from './sessions.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { startAdminServer } from './admin.ts';
 import { httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
-import { resolveCommand } from './stdio/command.ts';
-import type { StdioBridge } from './stdio/bridge.ts';
+import type { StdioUpstream } from './stdio/upstream.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
 
 export interface StartOptions {
@@ -100,7 +99,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const proxy = createProxyServer({});
   attachProxyEvents(proxy);
   const proxyEnv: ProxyEnv = { proxy, sealer, sessions, observer, log };
-  const bridges: BridgeCache = new Map();
+  const stdio: StdioCache = new Map();
   const listeners = new Map<string, LiveListener>();
   let draining = false;
   // Undefined only while starting: listeners are bound before the runtime exists (plugins need their ports).
@@ -184,17 +183,18 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       policies: new Map([...listeners, ...opened].map(([n, l]) => [n, l.policy])),
       log,
       shared,
-      bridges,
+      stdio,
+      // A session a stdio upstream ended (idle, DELETE, its process's end) is no longer listed.
+      onStdioSessionEnded: (upstream, id) => sessions.forgetUpstream(upstream, id),
     });
 
   const readiness = (): ReadinessCheck[] => {
     const checks: ReadinessCheck[] = [];
     if (!runtime) return checks;
     for (const u of runtime.upstreams.values()) {
-      if (u.kind === 'http') checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000) });
-    }
-    for (const [name, cfg] of Object.entries(runtime.loaded.config.upstreams)) {
-      if ('stdio' in cfg) checks.push({ name: `upstream:${name}`, check: stdioProbe(cfg.stdio.command, runtime.loaded.dir) });
+      const stdioUpstream = u.stdio;
+      if (stdioUpstream) checks.push({ name: `upstream:${u.name}`, check: async () => stdioUpstream.probe() });
+      else checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000) });
     }
     if (shared.redis) checks.push({ name: 'redis', check: redisProbe(shared.redis) });
     return checks;
@@ -210,12 +210,15 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         metrics,
         log: log.child({ component: 'admin' }),
         sources: {
-          sessions: () => sessions.list((upstream, upstreamSessionId) => {
-            const s = runtime?.upstreams.get(upstream)?.bridge?.sessions().find((b) => b.id === upstreamSessionId);
-            return s?.pid ? { pool: s.poolKey, pid: s.pid } : undefined;
+          sessions: () => sessions.list((upstream, upstreamSessionId) => stdio.get(upstream)?.upstream.processOf(upstreamSessionId)),
+          // A stdio upstream's session is ended in process; an HTTP upstream's with a DELETE.
+          endSession: (id) => sessions.end(id, (upstream, upstreamSessionId) => {
+            const entry = stdio.get(upstream);
+            if (!entry) return false;
+            entry.upstream.endSession(upstreamSessionId);
+            return true;
           }),
-          endSession: (id) => sessions.end(id),
-          processes: () => (runtime ? [...runtime.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []) : []),
+          processes: () => (runtime ? [...runtime.upstreams.values()].flatMap((u) => u.stdio?.processes() ?? []) : []),
           readiness,
           // While draining, /readyz says no, so load balancers stop sending before the listeners close.
           configLoaded: () => runtime !== undefined && !draining,
@@ -255,14 +258,14 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   try {
     await syncListeners(applyOverrides(loaded, opts));
     runtime = await build(loaded, resolved);
-    for (const [name, entry] of runtime.startedBridges) bridges.set(name, entry);
+    for (const [name, entry] of runtime.startedStdio) stdio.set(name, entry);
   } catch (err) {
     // Release everything a failed start opened, so the caller (a test, a supervisor) is not held up.
     for (const l of listeners.values()) {
       l.server.close();
       l.server.closeAllConnections();
     }
-    await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
+    await Promise.all([...stdio.values()].map((e) => e.upstream.close()));
     await admin?.close();
     watcher?.close();
     clearTimeout(debounce);
@@ -270,7 +273,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     proxy.close();
     throw err;
   }
-  metrics.setProcessSource(() => [...runtime!.upstreams.values()].flatMap((u) => u.bridge?.processes() ?? []));
+  metrics.setProcessSource(() => [...runtime!.upstreams.values()].flatMap((u) => u.stdio?.processes() ?? []));
 
   log.info(formatBanner(bannerInfoFromConfig(loaded.config, {
     configPath: loaded.source,
@@ -299,12 +302,12 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         resolved = nextResolved;
         metrics.reload('success');
         log.info({ config: next.source }, 'configuration reloaded');
-        // Bridges the new runtime replaced or no longer uses are closed once the old runtime is done.
-        const retiredBridges = adoptBridges(bridges, nextRuntime);
+        // Stdio upstreams the new runtime replaced or no longer uses are closed once the old runtime is done.
+        const retiredStdio = adoptStdio(stdio, nextRuntime);
         // Exchanges already running finish on the pipeline they started on.
         void previous.retire(24 * 3600_000).then(async () => {
           await previous.close(log);
-          await Promise.all(retiredBridges.map((b) => b.close()));
+          await Promise.all(retiredStdio.map((u) => u.close()));
         });
         return { ok: true };
       } catch (err) {
@@ -338,7 +341,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       await runtime!.retire(grace);
       for (const l of listeners.values()) l.server.closeAllConnections();
       await runtime!.close(log);
-      await Promise.all([...bridges.values()].map((b) => b.bridge.close()));
+      await Promise.all([...stdio.values()].map((e) => e.upstream.close()));
       await admin?.close();
       proxy.close();
       shared.redis?.disconnect();
@@ -376,18 +379,6 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   };
 }
 
-/** Readiness of a stdio upstream: its command resolves the way the bridge will resolve it. */
-function stdioProbe(command: string, dir: string): ReadinessCheck['check'] {
-  return async () => {
-    try {
-      const found = resolveCommand(command, dir, 'readiness');
-      return { ok: true, detail: found.file } as { ok: boolean; reason?: string };
-    } catch (err) {
-      return { ok: false, reason: (err as Error).message };
-    }
-  };
-}
-
 async function waitForRedis(redis: Redis, timeoutMs: number, log: Logger): Promise<void> {
   if (redis.status === 'ready') return;
   const ready = await new Promise<boolean>((resolve) => {
@@ -411,18 +402,18 @@ function closeServer(server: http.Server): void {
   setTimeout(() => server.closeAllConnections(), 10_000).unref();
 }
 
-/** Puts a new runtime's bridges into the cache; returns the bridges it no longer uses. */
-function adoptBridges(bridges: BridgeCache, runtime: Runtime): StdioBridge[] {
-  const retired: StdioBridge[] = [];
-  for (const [name, entry] of runtime.startedBridges) {
-    const old = bridges.get(name);
-    if (old) retired.push(old.bridge);
-    bridges.set(name, entry);
+/** Puts a new runtime's stdio upstreams into the cache; returns those it no longer uses. */
+function adoptStdio(cache: StdioCache, runtime: Runtime): StdioUpstream[] {
+  const retired: StdioUpstream[] = [];
+  for (const [name, entry] of runtime.startedStdio) {
+    const old = cache.get(name);
+    if (old) retired.push(old.upstream);
+    cache.set(name, entry);
   }
-  for (const [name, entry] of bridges) {
-    if (![...runtime.upstreams.values()].some((u) => u.bridge === entry.bridge)) {
-      bridges.delete(name);
-      retired.push(entry.bridge);
+  for (const [name, entry] of cache) {
+    if (![...runtime.upstreams.values()].some((u) => u.stdio === entry.upstream)) {
+      cache.delete(name);
+      retired.push(entry.upstream);
     }
   }
   return retired;

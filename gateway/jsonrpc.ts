@@ -7,7 +7,6 @@
  */
 import type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonRpcId } from './errors.ts';
-import { decodeJson } from './messages/json-codec.ts';
 
 export type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification };
 
@@ -54,13 +53,4 @@ export function idKey(id: string | number): string {
 export function toolNameOf(m: unknown): string | undefined {
   const e = m as { method?: unknown; params?: { name?: unknown } };
   return e?.method === 'tools/call' && typeof e.params?.name === 'string' ? e.params.name : undefined;
-}
-
-/**
- * A POST body as the stdio bridge reads it. Kept for the bridge, which the in-process stdio transport
- * replaces; the proxy uses messages/json-codec.ts.
- */
-export function parseBody(body: Buffer): { ok: true; batch: boolean; messages: unknown[] } | { ok: false; reason: string; detail: string } {
-  const d = decodeJson(body);
-  return d.ok ? { ok: true, batch: d.batch, messages: d.values } : d;
 }

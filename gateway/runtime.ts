@@ -14,7 +14,7 @@ import type { Awaitable, ListenerInfo, Plugin, Principal, RouteInfo, ServedRespo
 import { Pipeline } from './pipeline.ts';
 import { signIdentityHeaders } from './upstream-identity.ts';
 import type { ListenerPolicy } from './listener-policy.ts';
-import type { StdioBridge } from './stdio/bridge.ts';
+import type { StdioUpstream } from './stdio/upstream.ts';
 
 /**
  * One exchange handed to an upstream served inside the gateway's process (stdio): what an HTTP upstream
@@ -45,17 +45,19 @@ export interface InProcessUpstream {
 export interface UpstreamTarget {
   readonly name: string;
   readonly kind: 'http' | 'stdio';
-  /** `http://host:port` */
+  /** `http://host:port`; for an upstream served in process, a placeholder that is never connected to. */
   readonly origin: string;
   /** The upstream URL's path without a trailing slash (`''` for the root). */
   readonly basePath: string;
+  /** Unused (and never given a socket) for upstreams served in process. */
   readonly agent: http.Agent;
   readonly timeouts: Timeouts;
   /** Lower-cased `identity.headerPrefix`: client headers with it are removed (they would be forgeries). */
   readonly identityPrefix?: string;
-  /** Headers the gateway adds for this upstream: its credential, signed identity, bridge principal. */
+  /** Headers the gateway adds for this upstream: its credential, signed identity. */
   requestHeaders(principal: Principal | undefined): Record<string, string>;
-  readonly bridge?: StdioBridge;
+  /** A stdio upstream (also its `inProcess`): processes and sessions for the admin API. */
+  readonly stdio?: StdioUpstream;
   /** Set for upstreams served in process: stage 5 dispatches to it instead of proxying over HTTP. */
   readonly inProcess?: InProcessUpstream;
 }
@@ -74,11 +76,11 @@ export interface CompiledRoute {
 
 export type ServedHandler = (req: IncomingMessage) => Awaitable<ServedResponse>;
 
-/** Stdio bridges outlive a reload when their config did not change, so their sessions survive. */
-export type BridgeCache = Map<string, BridgeEntry>;
-export interface BridgeEntry {
+/** Stdio upstreams outlive a reload when their config did not change, so their sessions survive. */
+export type StdioCache = Map<string, StdioEntry>;
+export interface StdioEntry {
   key: string;
-  bridge: StdioBridge;
+  upstream: StdioUpstream;
 }
 
 export class Runtime {
@@ -88,10 +90,10 @@ export class Runtime {
   readonly upstreams: Map<string, UpstreamTarget>;
   readonly plugins: Plugin[];
   /**
-   * Bridges this runtime started (new upstream, or changed config). The gateway adopts them into its
-   * cache only if this runtime is swapped in, and closes them if it is not.
+   * Stdio upstreams this runtime started (new upstream, or changed config). The gateway adopts them
+   * into its cache only if this runtime is swapped in, and closes them if it is not.
    */
-  readonly startedBridges: Map<string, BridgeEntry>;
+  readonly startedStdio: Map<string, StdioEntry>;
   #active = 0;
   #retired = false;
   #onIdle: (() => void) | undefined;
@@ -102,10 +104,10 @@ export class Runtime {
     served: Map<string, Map<string, ServedHandler>>;
     upstreams: Map<string, UpstreamTarget>;
     plugins: Plugin[];
-    startedBridges: Map<string, BridgeEntry>;
+    startedStdio: Map<string, StdioEntry>;
   }) {
     this.loaded = init.loaded;
-    this.startedBridges = init.startedBridges;
+    this.startedStdio = init.startedStdio;
     this.served = init.served;
     this.upstreams = init.upstreams;
     this.plugins = init.plugins;
@@ -156,7 +158,7 @@ export class Runtime {
     });
   }
 
-  /** Closes plugins and upstream agents (bridges are closed by their owner, see BridgeCache). */
+  /** Closes plugins and upstream agents (stdio upstreams are closed by their owner, see StdioCache). */
   async close(log: Logger): Promise<void> {
     await closePlugins(this.plugins, log);
     for (const u of this.upstreams.values()) u.agent.destroy();
@@ -171,20 +173,22 @@ export async function buildRuntime(
     policies: ReadonlyMap<string, ListenerPolicy>;
     log: Logger;
     shared: SharedServices;
-    bridges: BridgeCache;
+    stdio: StdioCache;
+    /** A stdio upstream ended one of its sessions (the gateway stops listing it). */
+    onStdioSessionEnded?(upstream: string, sessionId: string): void;
   },
 ): Promise<Runtime> {
   const upstreams = new Map<string, UpstreamTarget>();
-  const startedBridges = new Map<string, BridgeEntry>();
+  const startedStdio = new Map<string, StdioEntry>();
   let built: Awaited<ReturnType<typeof instantiateRoutes>>;
   try {
     for (const [name, cfg] of Object.entries(loaded.config.upstreams)) {
-      upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedBridges }));
+      upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedStdio }));
     }
     built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared: ctx.shared, source: loaded.source });
   } catch (err) {
     // Nothing of a runtime that never served may outlive it.
-    await Promise.all([...startedBridges.values()].map((e) => e.bridge.close()));
+    await Promise.all([...startedStdio.values()].map((e) => e.upstream.close()));
     for (const u of upstreams.values()) u.agent.destroy();
     throw err;
   }
@@ -203,7 +207,7 @@ export async function buildRuntime(
     }
     served.set(info.listener.name, paths);
   }
-  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins), startedBridges });
+  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins), startedStdio });
 }
 
 function compileRoute(route: ResolvedRoute, info: RouteInfo, plugins: Plugin[], upstream: UpstreamTarget, policy: ListenerPolicy): CompiledRoute {
@@ -233,7 +237,7 @@ async function buildUpstream(
   name: string,
   cfg: UpstreamConfig,
   dir: string,
-  ctx: { log: Logger; bridges: BridgeCache; startedBridges: Map<string, BridgeEntry> },
+  ctx: StdioContext,
 ): Promise<UpstreamTarget> {
   // No cap on sockets: every open SSE stream holds one for its whole life, and a capped agent would
   // queue stream N+1 forever without an error. Idle keep-alive sockets are bounded instead.
@@ -261,41 +265,51 @@ function buildHttpUpstream(name: string, cfg: HttpUpstreamConfig, agent: http.Ag
   };
 }
 
+interface StdioContext {
+  log: Logger;
+  stdio: StdioCache;
+  startedStdio: Map<string, StdioEntry>;
+  onStdioSessionEnded?(upstream: string, sessionId: string): void;
+}
+
+/** Where stdio upstreams seem to live for code that needs a URL base (legacy endpoints); never dialled. */
+const STDIO_ORIGIN = 'http://stdio.invalid';
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 async function buildStdioUpstream(
   name: string,
   cfg: StdioUpstreamConfig,
   dir: string,
   agent: http.Agent,
-  ctx: { log: Logger; bridges: BridgeCache; startedBridges: Map<string, BridgeEntry> },
+  ctx: StdioContext,
 ): Promise<UpstreamTarget> {
   const key = JSON.stringify({ cfg, dir });
-  let entry = ctx.bridges.get(name);
+  let entry = ctx.stdio.get(name);
   if (!entry || entry.key !== key) {
-    // A new or changed stdio upstream gets a new bridge; the old one keeps serving the old runtime's
+    // A new or changed stdio upstream is built anew; the old one keeps serving the old runtime's
     // exchanges and is closed by the gateway once that runtime is done.
-    // Loaded on demand: a gateway without stdio upstreams never loads the MCP SDK's server side.
-    const { startStdioBridge } = await import('./stdio/bridge.ts');
-    const bridge = await startStdioBridge(name, cfg, { log: ctx.log.child({ upstream: name }), configDir: dir });
-    entry = { key, bridge };
-    ctx.startedBridges.set(name, entry);
+    // Loaded on demand: a gateway without stdio upstreams never loads the stdio code.
+    const { StdioUpstream } = await import('./stdio/upstream.ts');
+    const upstream = new StdioUpstream(name, cfg, {
+      log: ctx.log.child({ upstream: name }),
+      configDir: dir,
+      onSessionEnded: (id) => ctx.onStdioSessionEnded?.(name, id),
+    });
+    entry = { key, upstream };
+    ctx.startedStdio.set(name, entry);
   }
-  const bridge = entry.bridge;
-  const url = new URL(bridge.target);
+  const upstream = entry.upstream;
   return {
     name,
     kind: 'stdio',
-    origin: url.origin,
-    basePath: url.pathname.replace(/\/+$/, ''),
+    origin: STDIO_ORIGIN,
+    // Legacy endpoints name `/mcp` (virtual-session.ts), so a route's client path maps onto it.
+    basePath: '/mcp',
     agent,
-    // The child is local: a request waits as long as the tool runs (requestTimeout in the bridge).
-    timeouts: { connect: 5_000, firstByte: 0, idle: 0, total: 0 },
-    bridge,
-    requestHeaders(principal) {
-      return {
-        ...bridge.headers,
-        'x-mcp-gateway-tenant': principal?.tenant ?? '',
-        'x-mcp-gateway-sub': principal?.subject ?? '',
-      };
-    },
+    // The child is local: a request waits as long as the tool runs (requestTimeout in the multiplexer).
+    timeouts: { connect: 0, firstByte: 0, idle: 0, total: 0 },
+    requestHeaders: () => NO_HEADERS,
+    stdio: upstream,
+    inProcess: upstream,
   };
 }

@@ -29,7 +29,7 @@ export interface SessionInfo {
 
 interface SessionRecord {
   info: Omit<SessionInfo, 'openStreams' | 'openedAt' | 'lastActivityAt' | 'process'>;
-  /** The upstream's own id (never shown): links the session to a stdio bridge's process. */
+  /** The upstream's own id (never shown): links the session to a stdio upstream's process. */
   upstreamSessionId?: string;
   openedAt: number;
   lastActivityAt: number;
@@ -61,7 +61,17 @@ interface InflightIds {
 }
 
 export class SessionRegistry {
-  readonly #sessions = new LRUCache<string, SessionRecord>({ max: 50_000, ttl: 24 * 3600_000, updateAgeOnGet: true });
+  readonly #sessions = new LRUCache<string, SessionRecord>({
+    max: 50_000,
+    ttl: 24 * 3600_000,
+    updateAgeOnGet: true,
+    dispose: (r, id) => {
+      const key = r.upstreamSessionId === undefined ? undefined : upstreamKey(r.info.upstream, r.upstreamSessionId);
+      if (key !== undefined && this.#byUpstream.get(key) === id) this.#byUpstream.delete(key);
+    },
+  });
+  /** upstream + upstream session id → client-facing id, for upstreams that report their sessions' end. */
+  readonly #byUpstream = new Map<string, string>();
   readonly #legacy = new Map<string, LegacyStream>();
   readonly #inflight = new Map<string, InflightIds>();
 
@@ -73,6 +83,7 @@ export class SessionRegistry {
       return;
     }
     this.#sessions.set(id, { info, upstreamSessionId, openedAt: now, lastActivityAt: now, streams: new Set(), endUpstream });
+    if (upstreamSessionId !== undefined) this.#byUpstream.set(upstreamKey(info.upstream, upstreamSessionId), id);
   }
 
   touched(id: string): void {
@@ -91,6 +102,12 @@ export class SessionRegistry {
 
   forget(id: string): void {
     this.#sessions.delete(id);
+  }
+
+  /** The upstream ended one of its sessions (a stdio upstream's idle timeout, say): stop listing it. */
+  forgetUpstream(upstream: string, upstreamSessionId: string): void {
+    const id = this.#byUpstream.get(upstreamKey(upstream, upstreamSessionId));
+    if (id !== undefined) this.#sessions.delete(id);
   }
 
   registerLegacy(id: string, stream: LegacyStream): void {
@@ -138,12 +155,16 @@ export class SessionRegistry {
     for (const [, r] of this.#sessions.entries()) for (const res of r.streams) res.end();
   }
 
-  /** Ends a session: its open client streams close and the upstream session is deleted. */
-  async end(id: string): Promise<boolean> {
+  /**
+   * Ends a session: its open client streams close and the upstream session is deleted.
+   * @param endInProcess ends it at an upstream served in this process; false when the upstream is not one.
+   */
+  async end(id: string, endInProcess?: (upstream: string, upstreamSessionId: string) => boolean): Promise<boolean> {
     const r = this.#sessions.get(id);
     if (!r) return false;
     this.#sessions.delete(id);
     for (const res of r.streams) res.end();
+    if (r.upstreamSessionId !== undefined && endInProcess?.(r.info.upstream, r.upstreamSessionId)) return true;
     const end = r.endUpstream;
     if (end) {
       await fetch(end.url, { method: 'DELETE', headers: { ...end.headers, ...end.credentials() }, signal: AbortSignal.timeout(5000) })
@@ -152,4 +173,8 @@ export class SessionRegistry {
     }
     return true;
   }
+}
+
+function upstreamKey(upstream: string, upstreamSessionId: string): string {
+  return `${upstream}\n${upstreamSessionId}`;
 }

@@ -1,8 +1,8 @@
 /**
- * Flow control through the bridge, both ways. A client that reads nothing must not make the gateway
- * hold the process's output (the child is paused instead), and a process that reads nothing must not
- * make it hold the clients' requests (they are refused above a bound). Bounds are asserted on byte
- * counts the bridge reports, never on time or RSS.
+ * Flow control, both ways. A client that reads nothing must not make the gateway hold the process's
+ * output (the child is paused instead), and a process that reads nothing must not make it hold the
+ * clients' requests (they are refused above a bound). Bounds are asserted on byte counts the upstream
+ * reports, never on time or RSS.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,14 +12,18 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { MAX_STDIN_BUFFERED_BYTES } from '../../gateway/stdio/multiplexed-process.ts';
-import { QUEUE_HIGH_BYTES } from '../../gateway/stdio/session.ts';
-import { bridgeFor, connect, principalHeaders, textOf, waitFor } from './fixtures.ts';
+import { QUEUE_HIGH_BYTES } from '../../gateway/stdio/virtual-session.ts';
+import { startTestGateway } from '../helpers/gateway.ts';
+import { authPlugins, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
+import { upstreamFor, connect, textOf, waitFor } from './fixtures.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 const MiB = 1024 * 1024;
 
-describe('stdio bridge flow control', () => {
+describe('stdio flow control', () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-stdio-flow-'));
@@ -28,19 +32,33 @@ describe('stdio bridge flow control', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test('a client that reads nothing pauses its process: the bridge holds a bounded amount, then delivers everything', async () => {
-    const bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir });
+  test('a client that reads nothing, through the gateway, pauses its process: a bounded amount is held, then everything is delivered', async () => {
+    const gw = await startTestGateway(`
+listeners: [{ name: main, port: 0 }]
+upstreams:
+  fake:
+    stdio: { command: node, args: ["${FAKE}"] }
+routes:
+  - { listener: main, path: /mcp, upstream: fake, plugins: ${authPlugins()} }
+`, { env: GATEWAY_ENV });
+    const upstream = gw.gw.runtime().upstreams.get('fake')!.stdio!;
     const COUNT = 512;
     const SIZE = 64 * 1024; // 32 MiB of output in all
+    const open = async (tenant: string) => {
+      const token = await tokenFor(tenant);
+      const client = new Client({ name: tenant, version: '1' }, { capabilities: {} });
+      const transport = new StreamableHTTPClientTransport(new URL(`${gw.url()}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+      await client.connect(transport);
+      return { client, transport, token };
+    };
     try {
-      const { client, transport } = await connect(bridge, 'slow');
-      const sessionId = transport.sessionId!;
-      // A raw POST whose answer (an SSE stream) nobody reads for now.
-      const req = http.request(bridge.target, {
+      const { client, transport, token } = await open('slow');
+      // A raw POST whose answer (an event stream) nobody reads for now.
+      const req = http.request(`${gw.url()}/mcp`, {
         method: 'POST',
         headers: {
-          ...principalHeaders(bridge, 'slow'),
-          'mcp-session-id': sessionId,
+          authorization: `Bearer ${token}`,
+          'mcp-session-id': transport.sessionId!,
           'mcp-protocol-version': '2025-06-18',
           accept: 'application/json, text/event-stream',
           'content-type': 'application/json',
@@ -50,16 +68,17 @@ describe('stdio bridge flow control', () => {
       const [res] = (await once(req, 'response')) as [http.IncomingMessage];
       assert.equal(res.headers['content-type'], 'text/event-stream');
 
-      await waitFor('the process output is paused for the slow client', () => bridge.processes()[0].outputPaused, 60_000);
-      const taken = bridge.processes()[0].stdoutBytes;
-      const queued = bridge.sessions().find((s) => s.id === sessionId)!.queuedBytes;
-      // What the bridge took from the child is what it holds plus what the kernel's socket buffers
+      const slow = () => upstream.processes().find((p) => p.tenant === 'slow')!;
+      await waitFor('the process output is paused for the slow client', () => slow().outputPaused, 60_000);
+      const taken = slow().stdoutBytes;
+      const queued = upstream.sessions().find((s) => s.tenant === 'slow')!.queuedBytes;
+      // What the gateway took from the child is what it holds plus what the kernel's socket buffers
       // hold (a few MiB at most), far from the 32 MiB the child has to say.
       assert.ok(queued <= QUEUE_HIGH_BYTES + 2 * SIZE, `the session's queue is bounded (${queued} bytes)`);
       assert.ok(taken < (COUNT * SIZE) / 2, `the child is held back (${taken} of ${COUNT * SIZE} bytes read)`);
 
       // Another tenant (another process) is served meanwhile.
-      const other = await connect(bridge, 'fast');
+      const other = await open('fast');
       assert.equal(textOf(await other.client.callTool({ name: 'echo', arguments: { text: 'not stuck' } })), 'not stuck');
       await other.client.close();
 
@@ -86,18 +105,18 @@ describe('stdio bridge flow control', () => {
       assert.equal(seq, COUNT);
       assert.equal(answer?.id, 'flood');
       assert.equal(textOf(answer?.result), 'flooded');
-      await waitFor('flow resumed', () => !bridge.processes()[0].outputPaused && bridge.sessions().every((s) => s.queuedBytes === 0));
+      await waitFor('flow resumed', () => !slow().outputPaused && upstream.sessions().every((s) => s.queuedBytes === 0));
       assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'after' } })), 'after');
       await client.close();
     } finally {
-      await bridge.close();
+      await gw.close();
     }
   });
 
   test('a process that reads nothing: requests beyond the stdin bound are refused with GW_ERR_UPSTREAM_BUSY, not buffered', async () => {
-    const bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir });
+    const upstream = upstreamFor({ command: 'node', args: [FAKE] }, { configDir: dir });
     try {
-      const s = await connect(bridge, 'deaf');
+      const s = await connect(upstream, 'deaf');
       assert.equal(textOf(await s.client.callTool({ name: 'deaf', arguments: {} })), 'deaf');
       const big = 'x'.repeat(MiB);
       const CALLS = 16; // 16 MiB of requests against an 8 MiB bound
@@ -111,15 +130,15 @@ describe('stdio bridge flow control', () => {
         ),
       );
       // Each call is either waiting in the process's stdin or refused at once.
-      await waitFor('every call forwarded or refused', () => refused.length + bridge.processes()[0].inFlight === CALLS, 60_000);
+      await waitFor('every call forwarded or refused', () => refused.length + upstream.processes()[0].inFlight === CALLS, 60_000);
       assert.ok(refused.length >= 1, 'calls beyond the bound are refused');
       assert.ok(refused.every((c) => c === 'GW_ERR_UPSTREAM_BUSY'), refused.join());
-      const buffered = bridge.processes()[0].stdinBufferedBytes;
+      const buffered = upstream.processes()[0].stdinBufferedBytes;
       assert.ok(buffered <= MAX_STDIN_BUFFERED_BYTES + 2 * MiB, `stdin holds a bounded amount (${buffered} bytes)`);
       await s.client.close(); // the calls still waiting are rejected by the client
       await Promise.all(calls);
     } finally {
-      await bridge.close();
+      await upstream.close();
     }
   });
 });

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isCredentialEnv } from '../../gateway/stdio/command.ts';
-import { bridgeFor, captureLog, connect, textOf } from './fixtures.ts';
+import { upstreamFor, captureLog, connect, textOf } from './fixtures.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 
@@ -40,14 +40,14 @@ describe('stdio child environment', () => {
   });
 
   async function childEnv(stdio: Record<string, unknown>, log = captureLog().log): Promise<Record<string, string>> {
-    const bridge = await bridgeFor({ command: 'node', args: [FAKE], ...stdio }, { configDir: dir, log });
+    const upstream = upstreamFor({ command: 'node', args: [FAKE], ...stdio }, { configDir: dir, log });
     try {
-      const s = await connect(bridge, 'env');
+      const s = await connect(upstream, 'env');
       const env = JSON.parse(textOf(await s.client.callTool({ name: 'env', arguments: {} })));
       await s.client.close();
       return env;
     } finally {
-      await bridge.close();
+      await upstream.close();
     }
   }
 

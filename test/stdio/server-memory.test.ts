@@ -1,15 +1,15 @@
 /**
- * The stdio bridge with the real @modelcontextprotocol/server-memory, driven by the official SDK client
- * exactly as the core drives it (secret and principal headers): tenant isolation on disk, sessions
- * sharing one process, and the bridge's own refusals.
+ * A stdio upstream with the real @modelcontextprotocol/server-memory, driven by the official SDK client
+ * exactly as the core drives it (each exchange dispatched in process with the verified principal):
+ * tenant isolation on disk, sessions sharing one process, and the upstream's own refusals.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { bridgeFor, connect, principalHeaders, textOf, refusalOf } from './fixtures.ts';
-import type { StdioBridge } from '../../gateway/stdio/bridge.ts';
+import { upstreamFor, connect, dispatchRaw, messagesOf, principal, textOf, refusalOf } from './fixtures.ts';
+import type { StdioUpstream } from '../../gateway/stdio/upstream.ts';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -17,39 +17,26 @@ const INIT = {
   method: 'initialize',
   params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
 };
-const ACCEPT = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
 
-/** Reads the JSON-RPC messages of a response, whether JSON or SSE. */
-async function messagesOf(res: Response): Promise<Array<Record<string, any>>> {
-  const body = await res.text();
-  if ((res.headers.get('content-type') ?? '').includes('text/event-stream')) {
-    return body
-      .split('\n')
-      .filter((l) => l.startsWith('data: ') && l.length > 6)
-      .map((l) => JSON.parse(l.slice(6)));
-  }
-  return body ? [JSON.parse(body)] : [];
-}
-
-describe('stdio bridge with server-memory', () => {
+describe('stdio upstream with server-memory', () => {
   let dir: string;
-  let bridge: StdioBridge;
+  let upstream: StdioUpstream;
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-stdio-memory-'));
-    bridge = await bridgeFor(
+    upstream = upstreamFor(
       { command: 'mcp-server-memory', pathEnv: { MEMORY_FILE_PATH: 'data/memory-{tenant}.jsonl' } },
       { configDir: dir },
     );
   });
   after(async () => {
-    await bridge.close();
+    await upstream.close();
     await rm(dir, { recursive: true, force: true });
   });
 
   test('two tenants each read back only their own entities, from separate files', async () => {
-    const a = await connect(bridge, 'acme');
-    const b = await connect(bridge, 'globex');
+    const a = await connect(upstream, 'acme');
+    const b = await connect(upstream, 'globex');
     await a.client.callTool({ name: 'create_entities', arguments: { entities: [{ name: 'acme-secret', entityType: 'plan', observations: ['acme only'] }] } });
     await b.client.callTool({ name: 'create_entities', arguments: { entities: [{ name: 'globex-secret', entityType: 'plan', observations: ['globex only'] }] } });
 
@@ -67,7 +54,7 @@ describe('stdio bridge with server-memory', () => {
     assert.match(fileB, /globex-secret/);
     assert.doesNotMatch(fileB, /acme/);
 
-    const procs = bridge.processes();
+    const procs = upstream.processes();
     assert.equal(procs.length, 2);
     assert.notEqual(procs[0].pid, procs[1].pid);
     await a.client.close();
@@ -75,9 +62,9 @@ describe('stdio bridge with server-memory', () => {
   });
 
   test('two sessions of one tenant share one process; interleaved calls with colliding ids get their own answers', async () => {
-    const s1 = await connect(bridge, 'initech', 'alice');
-    const s2 = await connect(bridge, 'initech', 'bob');
-    const initech = bridge.processes().filter((p) => p.tenant === 'initech');
+    const s1 = await connect(upstream, 'initech', 'alice');
+    const s2 = await connect(upstream, 'initech', 'bob');
+    const initech = upstream.processes().filter((p) => p.tenant === 'initech');
     assert.equal(initech.length, 1, 'one shared process for the tenant');
     assert.equal(initech[0].sessions, 2);
 
@@ -117,18 +104,17 @@ describe('stdio bridge with server-memory', () => {
 
   test('raw: the same request id sent concurrently on two sessions is answered on each', async () => {
     const open = async (sub: string) => {
-      const res = await fetch(bridge.target, { method: 'POST', headers: { ...ACCEPT, ...principalHeaders(bridge, 'umbrella', sub) }, body: JSON.stringify(INIT) });
+      const res = await dispatchRaw(upstream, { tenant: 'umbrella', sub, body: INIT });
       assert.equal(res.status, 200);
-      const sid = res.headers.get('mcp-session-id')!;
-      await res.text();
-      return sid;
+      return String(res.headers['mcp-session-id']);
     };
     const [x, y] = await Promise.all([open('x'), open('y')]);
     const call = (sid: string, sub: string, query: string) =>
-      fetch(bridge.target, {
-        method: 'POST',
-        headers: { ...ACCEPT, ...principalHeaders(bridge, 'umbrella', sub), 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'create_entities', arguments: { entities: [{ name: query, entityType: 't', observations: [] }] } } }),
+      dispatchRaw(upstream, {
+        tenant: 'umbrella',
+        sub,
+        headers: { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
+        body: { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'create_entities', arguments: { entities: [{ name: query, entityType: 't', observations: [] }] } } },
       }).then(messagesOf);
     const [mx, my] = await Promise.all([call(x, 'x', 'from-x'), call(y, 'y', 'from-y')]);
     assert.equal(mx.length, 1);
@@ -139,32 +125,29 @@ describe('stdio bridge with server-memory', () => {
     assert.match(my[0].result.content[0].text, /from-y/);
     assert.doesNotMatch(mx[0].result.content[0].text, /from-y/);
     // The second session's initialize was answered from the cache: one process, initialized once.
-    assert.equal(bridge.processes().filter((p) => p.tenant === 'umbrella').length, 1);
+    assert.equal(upstream.processes().filter((p) => p.tenant === 'umbrella').length, 1);
     for (const [sid, sub] of [[x, 'x'], [y, 'y']]) {
-      const del = await fetch(bridge.target, { method: 'DELETE', headers: { ...principalHeaders(bridge, 'umbrella', sub), 'mcp-session-id': sid } });
+      const del = await dispatchRaw(upstream, { method: 'DELETE', tenant: 'umbrella', sub, headers: { 'mcp-session-id': sid } });
       assert.equal(del.status, 200);
     }
-    assert.equal(bridge.processes().find((p) => p.tenant === 'umbrella')?.sessions, 0);
+    assert.equal(upstream.processes().find((p) => p.tenant === 'umbrella')?.sessions, 0);
   });
 
-  test('requests without the bridge secret are refused 403 GW_ERR_BRIDGE_FORBIDDEN', async () => {
-    for (const headers of [{ ...ACCEPT }, { ...ACCEPT, 'x-mcp-gateway-bridge-key': 'guess' }]) {
-      const res = await fetch(bridge.target, { method: 'POST', headers, body: JSON.stringify(INIT) });
-      assert.equal(res.status, 403);
-      const body = await refusalOf(res);
-      assert.equal(body.error.data.code, 'GW_ERR_BRIDGE_FORBIDDEN');
-    }
+  test('one request id twice in flight on one session is refused, not guessed', async () => {
+    const { client, transport } = await connect(upstream, 'dup', 'alice');
+    const sid = transport.sessionId!;
+    const body = { jsonrpc: '2.0', id: 'same', method: 'tools/call', params: { name: 'read_graph', arguments: {} } };
+    const batch = await dispatchRaw(upstream, { tenant: 'dup', sub: 'alice', headers: { 'mcp-session-id': sid }, body: [body, body] });
+    assert.equal(batch.status, 400);
+    assert.equal((await refusalOf(batch)).error.data.code, 'GW_ERR_DUPLICATE_ID');
+    await client.close();
   });
 
   test('a session used with another tenant or subject is refused 403 GW_ERR_SESSION_PRINCIPAL_MISMATCH', async () => {
-    const { client, transport } = await connect(bridge, 'acme', 'alice');
+    const { client, transport } = await connect(upstream, 'acme', 'alice');
     const sid = transport.sessionId!;
     for (const [tenant, sub] of [['globex', 'alice'], ['acme', 'mallory']]) {
-      const res = await fetch(bridge.target, {
-        method: 'POST',
-        headers: { ...ACCEPT, ...principalHeaders(bridge, tenant, sub), 'mcp-session-id': sid },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
-      });
+      const res = await dispatchRaw(upstream, { tenant, sub, headers: { 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: 2, method: 'tools/list' } });
       assert.equal(res.status, 403);
       assert.equal((await refusalOf(res)).error.data.code, 'GW_ERR_SESSION_PRINCIPAL_MISMATCH');
     }
@@ -172,29 +155,51 @@ describe('stdio bridge with server-memory', () => {
   });
 
   test('a tenant outside the alphabet is refused 400 GW_ERR_INVALID_TENANT, with the request id', async () => {
-    const res = await fetch(bridge.target, { method: 'POST', headers: { ...ACCEPT, ...principalHeaders(bridge, '../etc', 'a') }, body: JSON.stringify(INIT) });
+    const res = await dispatchRaw(upstream, { tenant: '../etc', sub: 'a', body: INIT });
     assert.equal(res.status, 400);
     const body = await refusalOf(res);
     assert.equal(body.id, 1);
     assert.equal(body.error.data.code, 'GW_ERR_INVALID_TENANT');
   });
 
-  test('unknown session 404; a non-initialize request without session 400', async () => {
-    const unknown = await fetch(bridge.target, {
-      method: 'POST',
-      headers: { ...ACCEPT, ...principalHeaders(bridge, 'acme'), 'mcp-session-id': 'nope' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
-    });
+  test('unknown session 404; a non-initialize request without session 400; transport refusals as the SDK\'s', async () => {
+    const unknown = await dispatchRaw(upstream, { tenant: 'acme', headers: { 'mcp-session-id': 'nope' }, body: { jsonrpc: '2.0', id: 3, method: 'tools/list' } });
     assert.equal(unknown.status, 404);
     assert.equal((await refusalOf(unknown)).error.data.code, 'GW_ERR_SESSION_NOT_FOUND');
-    const noSession = await fetch(bridge.target, {
-      method: 'POST',
-      headers: { ...ACCEPT, ...principalHeaders(bridge, 'acme') },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/list' }),
-    });
+    const noSession = await dispatchRaw(upstream, { tenant: 'acme', body: { jsonrpc: '2.0', id: 4, method: 'tools/list' } });
     assert.equal(noSession.status, 400);
     const body = await refusalOf(noSession);
     assert.equal(body.id, 4);
     assert.equal(body.error.data.code, 'GW_ERR_INVALID_REQUEST');
+
+    const { client, transport } = await connect(upstream, 'acme', 'carol');
+    const sid = transport.sessionId!;
+    const on = { tenant: 'acme', sub: 'carol' };
+    const accept = await dispatchRaw(upstream, { ...on, headers: { 'mcp-session-id': sid, accept: 'application/json' }, body: { jsonrpc: '2.0', id: 5, method: 'tools/list' } });
+    assert.equal(accept.status, 406);
+    const type = await dispatchRaw(upstream, { ...on, headers: { 'mcp-session-id': sid, 'content-type': 'text/plain' }, body: { jsonrpc: '2.0', id: 6, method: 'tools/list' } });
+    assert.equal(type.status, 415);
+    const parse = await dispatchRaw(upstream, { ...on, headers: { 'mcp-session-id': sid }, body: 'not json-rpc' });
+    assert.equal(parse.status, 400);
+    assert.equal((await refusalOf(parse)).error.code, -32700);
+    const reinit = await dispatchRaw(upstream, { ...on, headers: { 'mcp-session-id': sid }, body: INIT });
+    assert.equal(reinit.status, 400);
+    const put = await dispatchRaw(upstream, { ...on, method: 'PUT', headers: { 'mcp-session-id': sid } });
+    assert.equal(put.status, 405);
+    assert.equal(put.headers.allow, 'GET, POST, DELETE');
+    await client.close();
+
+    // One standalone GET stream per session: a second one is a conflict.
+    const raw = String((await dispatchRaw(upstream, { ...on, body: INIT })).headers['mcp-session-id']);
+    const get = { ...on, method: 'GET', headers: { 'mcp-session-id': raw, accept: 'text/event-stream' } };
+    const exchange = new AbortController();
+    const first = await upstream.dispatch({
+      method: 'GET', pathAndQuery: '/mcp', headers: get.headers, body: undefined, principal: principal('acme', 'carol'), signal: exchange.signal,
+    });
+    assert.equal(first.statusCode, 200);
+    assert.equal((await dispatchRaw(upstream, get)).status, 409);
+    exchange.abort(); // the first stream's exchange ends: it is released
+    assert.equal(first.destroyed, true);
+    await dispatchRaw(upstream, { ...on, method: 'DELETE', headers: { 'mcp-session-id': raw } });
   });
 });

@@ -13,40 +13,40 @@ import {
   ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { bridgeFor, connect, textOf, waitFor } from './fixtures.ts';
-import type { StdioBridge } from '../../gateway/stdio/bridge.ts';
+import { upstreamFor, connect, textOf, waitFor } from './fixtures.ts';
+import type { StdioUpstream } from '../../gateway/stdio/upstream.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 
-describe('stdio bridge multiplexing (shared process)', () => {
+describe('stdio upstream multiplexing (shared process)', () => {
   let dir: string;
-  let bridge: StdioBridge;
+  let upstream: StdioUpstream;
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-stdio-mux-'));
-    bridge = await bridgeFor({ command: 'node', args: [FAKE] }, { configDir: dir });
+    upstream = upstreamFor({ command: 'node', args: [FAKE] }, { configDir: dir });
   });
   after(async () => {
-    await bridge.close();
+    await upstream.close();
     await rm(dir, { recursive: true, force: true });
   });
 
   test('the process is initialized once; every session gets the cached initialize result', async () => {
-    const a = await connect(bridge, 'mux1');
-    const b = await connect(bridge, 'mux1', 'other');
+    const a = await connect(upstream, 'mux1');
+    const b = await connect(upstream, 'mux1', 'other');
     assert.equal(a.client.getServerVersion()?.name, 'fake-stdio-server');
     assert.equal(b.client.getServerVersion()?.name, 'fake-stdio-server');
     const stats = JSON.parse(textOf(await b.client.callTool({ name: 'stats', arguments: {} })));
     assert.equal(stats.initializes, 1);
     assert.equal(stats.initialized, 1);
-    assert.equal(stats.pid, bridge.processes().find((p) => p.pool === 'mux1')?.pid);
+    assert.equal(stats.pid, upstream.processes().find((p) => p.pool === 'mux1')?.pid);
     await a.client.close();
     await b.client.close();
   });
 
   test('list_changed reaches every session of the process; log messages only the calling one', async () => {
-    const a = await connect(bridge, 'mux2', 'a');
-    const b = await connect(bridge, 'mux2', 'b');
+    const a = await connect(upstream, 'mux2', 'a');
+    const b = await connect(upstream, 'mux2', 'b');
     const changed = { a: 0, b: 0 };
     const logs = { a: [] as unknown[], b: [] as unknown[] };
     a.client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed.a++);
@@ -66,8 +66,8 @@ describe('stdio bridge multiplexing (shared process)', () => {
   });
 
   test('progress notifications go to the session whose request asked, with its own token', async () => {
-    const a = await connect(bridge, 'mux3', 'a');
-    const b = await connect(bridge, 'mux3', 'b');
+    const a = await connect(upstream, 'mux3', 'a');
+    const b = await connect(upstream, 'mux3', 'b');
     const seen = { a: [] as number[], b: [] as number[] };
     const [ra, rb] = await Promise.all([
       a.client.callTool({ name: 'progress', arguments: { steps: 3 } }, undefined, { onprogress: (p) => void seen.a.push(p.progress) }),
@@ -75,7 +75,7 @@ describe('stdio bridge multiplexing (shared process)', () => {
     ]);
     assert.deepEqual(seen.a, [1, 2, 3]);
     assert.deepEqual(seen.b, [1, 2, 3, 4, 5]);
-    // The server saw bridge-made tokens, not the clients' own (which collide).
+    // The server saw upstream-made tokens, not the clients' own (which collide).
     const tokenA = /token=(\S+)/.exec(textOf(ra))![1];
     const tokenB = /token=(\S+)/.exec(textOf(rb))![1];
     assert.notEqual(tokenA, tokenB);
@@ -84,8 +84,8 @@ describe('stdio bridge multiplexing (shared process)', () => {
   });
 
   test('a server request (sampling) goes to the session whose call caused it, and its answer comes back', async () => {
-    const a = await connect(bridge, 'mux4', 'a', { sampling: {} });
-    const b = await connect(bridge, 'mux4', 'b', { sampling: {} });
+    const a = await connect(upstream, 'mux4', 'a', { sampling: {} });
+    const b = await connect(upstream, 'mux4', 'b', { sampling: {} });
     const asked = { a: 0, b: 0 };
     for (const [who, s] of [['a', a], ['b', b]] as const) {
       s.client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
@@ -104,8 +104,8 @@ describe('stdio bridge multiplexing (shared process)', () => {
   });
 
   test('a server request while two sessions have calls in flight is refused, not guessed', async () => {
-    const a = await connect(bridge, 'mux5', 'a', { sampling: {} });
-    const b = await connect(bridge, 'mux5', 'b', { sampling: {} });
+    const a = await connect(upstream, 'mux5', 'a', { sampling: {} });
+    const b = await connect(upstream, 'mux5', 'b', { sampling: {} });
     let asked = 0;
     for (const s of [a, b]) s.client.setRequestHandler(CreateMessageRequestSchema, async () => {
       asked++;
@@ -123,8 +123,8 @@ describe('stdio bridge multiplexing (shared process)', () => {
   });
 
   test('resource updates go to subscribed sessions only; the process stays subscribed while anyone is', async () => {
-    const a = await connect(bridge, 'mux6', 'a');
-    const b = await connect(bridge, 'mux6', 'b');
+    const a = await connect(upstream, 'mux6', 'a');
+    const b = await connect(upstream, 'mux6', 'b');
     const updates = { a: 0, b: 0 };
     a.client.setNotificationHandler(ResourceUpdatedNotificationSchema, () => void updates.a++);
     b.client.setNotificationHandler(ResourceUpdatedNotificationSchema, () => void updates.b++);
@@ -139,7 +139,7 @@ describe('stdio bridge multiplexing (shared process)', () => {
   });
 
   test('a cancelled request is cancelled upstream under the id the process knows', async () => {
-    const a = await connect(bridge, 'mux7', 'a');
+    const a = await connect(upstream, 'mux7', 'a');
     const controller = new AbortController();
     const slow = a.client.callTool({ name: 'sleep', arguments: { ms: 300 } }, undefined, { signal: controller.signal });
     await new Promise((r) => setTimeout(r, 50));
@@ -148,9 +148,9 @@ describe('stdio bridge multiplexing (shared process)', () => {
     await new Promise((r) => setTimeout(r, 50));
     const stats = JSON.parse(textOf(await a.client.callTool({ name: 'stats', arguments: {} })));
     assert.equal(stats.cancelled.length, 1);
-    // The process got its own (numeric, bridge-made) id, not the client's.
+    // The process got its own (numeric, upstream-made) id, not the client's.
     assert.equal(typeof stats.cancelled[0], 'number');
-    assert.equal(bridge.processes().find((p) => p.pool === 'mux7')?.inFlight, 0);
+    assert.equal(upstream.processes().find((p) => p.pool === 'mux7')?.inFlight, 0);
     await a.client.close();
   });
 });

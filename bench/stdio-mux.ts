@@ -177,7 +177,7 @@ export async function benchStdioMux(opts: StdioMuxOptions = {}): Promise<StdioMu
  * dispatched exchange (POST, the body as bytes, the verified principal), and the answer's Readable is
  * read as stage 6 reads it (JSON whole, an event stream event by event).
  */
-export class DispatchTransport implements Transport {
+class DispatchTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
@@ -238,23 +238,27 @@ export class DispatchTransport implements Transport {
 
 /**
  * Measures several paths interleaved, so that they share whatever else the machine is doing (a loaded
- * 2-core CI box swings a path's p50 by hundreds of µs from one second to the next): latency samples
- * alternate call by call, throughput runs alternate in rounds.
+ * 2-core CI box swings a path's p50 by hundreds of µs from one second to the next): latency in blocks
+ * of calls that alternate between paths (long enough for each path's process to stay hot, as it would
+ * under steady use), throughput in alternating rounds.
  */
 async function measure(
   paths: Client[][],
   o: { calls: number; concurrency: number; throughputCalls: number; warmup: number },
 ): Promise<StdioMuxFigures[]> {
   for (const clients of paths) for (let i = 0; i < o.warmup; i++) await clients[i % clients.length].callTool(CALL);
+  const BLOCK = 50;
   const samples = paths.map(() => new Float64Array(o.calls));
-  for (let i = 0; i < o.calls; i++) {
+  for (let start = 0; start < o.calls; start += BLOCK) {
     for (let k = 0; k < paths.length; k++) {
-      // Rotate which path goes first, so none always follows another's call.
-      const p = (k + i) % paths.length;
+      // Rotate which path goes first, so none always follows another.
+      const p = (k + start / BLOCK) % paths.length;
       const clients = paths[p];
-      const t = process.hrtime.bigint();
-      await clients[i % clients.length].callTool(CALL);
-      samples[p][i] = Number(process.hrtime.bigint() - t) / 1e6;
+      for (let i = start; i < Math.min(o.calls, start + BLOCK); i++) {
+        const t = process.hrtime.bigint();
+        await clients[i % clients.length].callTool(CALL);
+        samples[p][i] = Number(process.hrtime.bigint() - t) / 1e6;
+      }
     }
   }
   const ROUNDS = 5;

@@ -1,7 +1,7 @@
 /**
  * One child process speaking MCP over stdio: newline-delimited JSON on stdin/stdout, stderr to the log.
  *
- * Own spawn rather than the SDK's StdioClientTransport because the bridge needs what that transport
+ * Own spawn rather than the SDK's StdioClientTransport because the gateway needs what that transport
  * hides: the pid (admin API, tests), a process group so that wrappers (`sh -c`, `npx`) do not leave
  * grandchildren behind, SIGTERM-then-SIGKILL with a configurable grace, and a cap on line length.
  */

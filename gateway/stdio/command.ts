@@ -1,6 +1,6 @@
 /**
  * Turns a stdio upstream's config into what `spawn` needs, in two steps:
- * - once, when the bridge starts: resolve the command to an executable (fail at load, not at the
+ * - once, when the stdio upstream is built: resolve the command to an executable (fail at load, not at the
  *   first request), check the templates, and decide which variables the pool key must pin;
  * - per process: render args, env, pathEnv and cwd with the pool's template values.
  */

@@ -2,7 +2,7 @@
  * One stdio MCP server process shared by the MCP sessions of one pool key, and the JSON-RPC
  * multiplexer in front of it.
  *
- * The process sees ONE client (the bridge): it is initialized once, with the first session's
+ * The process sees ONE client (the gateway): it is initialized once, with the first session's
  * `initialize` params, and every later session is answered from the cached result. The multiplexer
  * keeps the sessions apart:
  * - client request ids are replaced by a per-process counter and mapped back on the response, so two
@@ -41,7 +41,7 @@ const BACKOFF_RESET_AFTER_MS = 60_000;
  */
 export const MAX_STDIN_BUFFERED_BYTES = 8 * 1024 * 1024;
 
-/** What the process needs from an MCP session of the bridge. */
+/** What the process needs from an MCP session of the stdio upstream (virtual-session.ts). */
 export interface SessionPort {
   readonly id: string;
   /** Sends a message to this session's client; `relatedRequestId` picks that request's SSE stream. */
@@ -163,7 +163,7 @@ export class MultiplexedProcess {
   }
 
   /**
-   * A session's client stopped (or resumed) reading: its queue in the bridge is over (or back under) its
+   * A session's client stopped (or resumed) reading: what the gateway holds for it is over (or back under) its
    * bound. The process's output is read while no session is congested.
    */
   setCongested(session: SessionPort, congested: boolean): void {
@@ -222,7 +222,7 @@ export class MultiplexedProcess {
     }
     if (isNotification(msg)) {
       const n = msg as { method: string; params?: Record<string, unknown> };
-      // The bridge initialized the process itself; a second `initialized` would confuse it.
+      // The gateway initialized the process itself; a second `initialized` would confuse it.
       if (n.method === 'notifications/initialized') return;
       if (n.method === 'notifications/cancelled') {
         const requestId = n.params?.requestId;
@@ -498,7 +498,7 @@ export class MultiplexedProcess {
     this.#forwardRequest(session, rec, msg as JSONRPCMessage & { id: RequestId; method: string });
   }
 
-  /** A request of the bridge's own; `limit` names the config field bounding it (for the error message). */
+  /** A request of the gateway's own; `limit` names the config field bounding it (for the error message). */
   #internalRequest(method: string, params: unknown, timeoutMs = this.#opts.requestTimeoutMs, limit = 'requestTimeout'): Promise<unknown> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 /**
  * `{tenant}`, `{sub}` and `{session}` templates in a stdio upstream's args, env, pathEnv, cwd and poolKey.
  *
- * The values come from the verified principal and the bridge's own session ids, but they end up in
+ * The values come from the verified principal and the stdio upstream's own session ids, but they end up in
  * file paths and command lines, so they are made safe here, by construction:
  * - `tenant` must already match the tenant alphabet `^[a-z0-9-]*$` (checked again: refused otherwise);
  * - `sub` and `session` are encoded: letters, digits, `_`, `@`, `.` and `-` stay, every other byte becomes

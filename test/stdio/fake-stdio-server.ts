@@ -1,5 +1,5 @@
 /**
- * A small MCP server on stdio for the bridge tests that need precise control (the real servers cannot
+ * A small MCP server on stdio for the stdio upstream tests that need precise control (the real servers cannot
  * be made to broadcast, hang or ignore SIGTERM on demand). Newline-delimited JSON-RPC, no SDK.
  *
  * Tools (`tools/call` name → behaviour):

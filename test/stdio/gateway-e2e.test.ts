@@ -1,7 +1,8 @@
 /**
  * Stdio upstreams through the real gateway: server-memory behind JWT-authenticated routes on two
  * listeners (header token and URL token). Each tenant reads back only its own graph, from its own file;
- * a client cannot pick another tenant's process by sending the bridge's principal headers itself; the
+ * a client cannot pick another tenant's process by sending principal headers of its own (the tenant comes
+ * from the verified token, never from a header); the
  * admin API lists the processes.
  */
 import { after, before, describe, test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * Legacy HTTP+SSE clients on a stdio upstream: the bridge speaks both transports, so a header-less
+ * Legacy HTTP+SSE clients on a stdio upstream: it speaks both transports, so a header-less
  * client can use `…/sse?token=` against the default configuration's server-memory.
  */
 import assert from 'node:assert/strict';

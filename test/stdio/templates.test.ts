@@ -1,6 +1,6 @@
 /**
  * Templates and command preparation: values are safe in paths by construction, and config mistakes
- * are refused when the bridge starts, naming the field.
+ * are refused when the stdio upstream is built, naming the field.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -61,8 +61,12 @@ export class VirtualSession implements SessionPort {
   #onClosed: (session: VirtualSession) => void;
   /** Open streams; a POST's maps to the ids (idKey) of its requests not answered yet. */
   #streams = new Map<StdioResponse, Set<string> | undefined>();
-  /** Request id (idKey) → the POST stream its messages go to. */
-  #byRequest = new Map<string, StdioResponse>();
+  /**
+   * Request id (idKey) → the POST stream its messages go to; null once that stream is gone but the
+   * process still owes the answer. The id stays taken until then: a new request reusing it must not
+   * receive the old one's answer.
+   */
+  #byRequest = new Map<string, StdioResponse | null>();
   /** The standalone GET stream (Streamable HTTP), or the session's one stream (legacy). */
   #standalone: StdioResponse | undefined;
   /** Exchanges in progress: open streams and initializes being answered. Idle at 0. */
@@ -169,10 +173,10 @@ export class VirtualSession implements SessionPort {
       const requestId = response ? (message as { id?: unknown }).id : relatedRequestId;
       if (typeof requestId === 'string' || typeof requestId === 'number') {
         const key = idKey(requestId);
-        target = this.#byRequest.get(key);
-        if (target && response) {
+        target = this.#byRequest.get(key) ?? undefined;
+        if (response) {
           this.#byRequest.delete(key);
-          answered = this.#streams.get(target);
+          answered = target && this.#streams.get(target);
           answered?.delete(key);
         }
       } else if (response) target = undefined;
@@ -227,8 +231,9 @@ export class VirtualSession implements SessionPort {
     if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
     const key = idKey(requestId);
     const res = this.#byRequest.get(key);
-    if (!res) return;
+    if (res === undefined) return;
     this.#byRequest.delete(key);
+    if (res === null) return;
     const pending = this.#streams.get(res);
     pending?.delete(key);
     if (pending?.size === 0) res.finish();
@@ -253,12 +258,15 @@ export class VirtualSession implements SessionPort {
     return res;
   }
 
-  /** A stream is gone: its requests' later messages have nowhere to go (as with the SDK's transport). */
+  /**
+   * A stream is gone: its requests' later messages have nowhere to go (as with the SDK's transport).
+   * Their ids stay taken until the process answers (see #byRequest).
+   */
   #settle(res: StdioResponse): void {
     if (!this.#streams.has(res)) return;
     const pending = this.#streams.get(res);
     this.#streams.delete(res);
-    if (pending) for (const key of pending) if (this.#byRequest.get(key) === res) this.#byRequest.delete(key);
+    if (pending) for (const key of pending) if (this.#byRequest.get(key) === res) this.#byRequest.set(key, null);
     this.#end();
     if (this.#standalone === res) {
       this.#standalone = undefined;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { StdioUpstreamSchema } from '../../config/schema.ts';
-import { upstreamFor, captureLog, children, connect, dispatchRaw, groupMembers, textOf, waitFor, refusalOf } from './fixtures.ts';
+import { upstreamFor, captureLog, children, connect, dispatchRaw, groupMembers, messagesOf, textOf, waitFor, refusalOf } from './fixtures.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
 
@@ -60,6 +60,27 @@ describe('stdio upstream lifecycle', () => {
       await s.client.callTool({ name: 'echo', arguments: { text: 'x' } });
       await s.client.close(); // closes the GET stream, sends no DELETE
       await waitFor('session expired and process stopped', () => upstream.processes().length === 0 && upstream.sessions().length === 0);
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  test('a session is idle only without an exchange in progress: a call longer than idleTimeout completes', async () => {
+    const upstream = upstreamFor({ command: 'node', args: [FAKE], idleTimeout: '200ms' }, { configDir: dir });
+    try {
+      // No standalone GET stream: the call's own stream is the only exchange in progress.
+      const init = await dispatchRaw(upstream, {
+        tenant: 'long',
+        body: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } },
+      });
+      const headers = { 'mcp-session-id': String(init.headers['mcp-session-id']) };
+      const call = (id: number, name: string, args: Record<string, unknown>) =>
+        dispatchRaw(upstream, { tenant: 'long', headers, body: { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } } });
+      // Closing the session mid-call would end the stream without the answer.
+      assert.equal(textOf(messagesOf(await call(1, 'sleep', { ms: 800 }))[0]?.result), 'slept');
+      // Then, with nothing in progress, it expires.
+      await waitFor('the idle session closed', () => upstream.sessions().length === 0);
+      assert.equal((await call(2, 'echo', { text: 'gone' })).status, 404);
     } finally {
       await upstream.close();
     }

@@ -13,7 +13,7 @@ import {
   ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { upstreamFor, connect, textOf, waitFor } from './fixtures.ts';
+import { upstreamFor, connect, dispatchRaw, messagesOf, principal, refusalOf, textOf, waitFor } from './fixtures.ts';
 import type { StdioUpstream } from '../../gateway/stdio/upstream.ts';
 
 const FAKE = path.join(import.meta.dirname, 'fake-stdio-server.ts');
@@ -152,5 +152,34 @@ describe('stdio upstream multiplexing (shared process)', () => {
     assert.equal(typeof stats.cancelled[0], 'number');
     assert.equal(upstream.processes().find((p) => p.pool === 'mux7')?.inFlight, 0);
     await a.client.close();
+  });
+
+  test('a client that leaves mid-call: the request id stays taken until the process answers, and that answer goes nowhere', async () => {
+    const init = await dispatchRaw(upstream, {
+      tenant: 'mux8',
+      body: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } },
+    });
+    const sid = String(init.headers['mcp-session-id']);
+    const headers = { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-session-id': sid };
+    const tool = (name: string, args: Record<string, unknown>) => ({ jsonrpc: '2.0', id: 'x', method: 'tools/call', params: { name, arguments: args } });
+
+    // The exchange ends (its client left) long before the process answers.
+    const exchange = new AbortController();
+    const first = await upstream.dispatch({
+      method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(tool('sleep', { ms: 300 }))), principal: principal('mux8'), signal: exchange.signal,
+    });
+    assert.equal(first.statusCode, 200);
+    exchange.abort();
+    assert.equal(first.destroyed, true, 'the abandoned stream is released');
+
+    const reused = await dispatchRaw(upstream, { tenant: 'mux8', headers: { 'mcp-session-id': sid }, body: tool('echo', { text: 'too early' }) });
+    assert.equal(reused.status, 400);
+    assert.equal((await refusalOf(reused)).error.data.code, 'GW_ERR_DUPLICATE_ID');
+
+    await waitFor('the abandoned call answered by the process', () => upstream.processes().find((p) => p.pool === 'mux8')?.inFlight === 0);
+    const mine = messagesOf(await dispatchRaw(upstream, { tenant: 'mux8', headers: { 'mcp-session-id': sid }, body: tool('echo', { text: 'mine' }) }));
+    assert.equal(mine.length, 1);
+    assert.equal(textOf(mine[0].result), 'mine', 'the id is free again, and its answer is its own');
+    await dispatchRaw(upstream, { method: 'DELETE', tenant: 'mux8', headers: { 'mcp-session-id': sid } });
   });
 });

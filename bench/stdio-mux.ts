@@ -25,7 +25,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { StdioUpstreamSchema } from '../config/schema.ts';
 import type { Principal } from '../gateway/contract.ts';
 import { startGateway } from '../gateway/gateway.ts';
@@ -215,11 +215,13 @@ class DispatchTransport implements Transport {
         const event = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const data = event.indexOf('\ndata: ');
-        if (data !== -1) this.onmessage?.(JSON.parse(event.slice(data + 7)) as JSONRPCMessage);
+        // Validated as the SDK's own transports do (stdio and Streamable HTTP alike), so that the
+        // client does the same work on every path.
+        if (data !== -1) this.onmessage?.(JSONRPCMessageSchema.parse(JSON.parse(event.slice(data + 7))));
       }
     });
     res.once('end', () => {
-      if (!sse && buffer) this.onmessage?.(JSON.parse(buffer) as JSONRPCMessage);
+      if (!sse && buffer) this.onmessage?.(JSONRPCMessageSchema.parse(JSON.parse(buffer)));
     });
   }
 

@@ -31,6 +31,11 @@ const GARBAGE_SAMPLE_CHARS = 200;
 export interface StdioChildEvents {
   /** One parsed JSON value from stdout (not validated beyond being JSON). */
   onMessage(message: unknown): void;
+  /**
+   * Offered each stdout line before it is parsed: true when the line was taken as it is (it is then
+   * neither parsed nor given to onMessage).
+   */
+  takeLine?(line: string): boolean;
   /** The process is gone (exit, signal, or spawn failure). Called once. */
   onExit(info: { code: number | null; signal: NodeJS.Signals | null; error?: Error }): void;
 }
@@ -113,6 +118,7 @@ export class StdioChild {
     this.#child.stdin!.on('error', (err) => log.debug({ err }, 'stdin write failed'));
 
     this.#readLines(this.#child.stdout!, MAX_LINE_BYTES, (line) => {
+      if (events.takeLine?.(line)) return;
       if (line.trim() === '') return;
       let value: unknown;
       try {

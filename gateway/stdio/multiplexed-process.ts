@@ -46,7 +46,16 @@ export interface SessionPort {
   readonly id: string;
   /** Sends a message to this session's client; `relatedRequestId` picks that request's SSE stream. */
   deliver(message: JSONRPCMessage, relatedRequestId?: RequestId): void;
+  /** Sends the answer to the client's request `id`, already serialized (see MultiplexedProcess#takeAnswer). */
+  deliverAnswer(id: RequestId, json: string): void;
 }
+
+/**
+ * An answer as the MCP SDK writes it: `{"result":` first, `"id":<n>}` last (`jsonrpc` before it or not),
+ * nothing after but whitespace.
+ */
+const ANSWER_HEAD = '{"result":';
+const ANSWER_TAIL = /,"id":(\d{1,15})\}\s*$/;
 
 export interface MultiplexedProcessOptions {
   key: string;
@@ -307,6 +316,7 @@ export class MultiplexedProcess {
       onMessage: (m) => {
         if (this.#child === child) this.#onChildMessage(m);
       },
+      takeLine: (line): boolean => this.#child === child && this.#takeAnswer(line),
       onExit: (info) => this.#onChildExit(child, info),
     }, this.#opts.shutdownGraceMs);
     this.#child = child;
@@ -534,6 +544,30 @@ export class MultiplexedProcess {
   }
 
   // ---- process → clients -------------------------------------------------------------------------
+
+  /**
+   * A client's answer in the SDK's layout goes to its session as the process wrote it, only the id
+   * replaced: not parsed, not serialized again. A 4 KB answer costs two string copies instead of a
+   * parse and a stringify, a 20 MB one no longer stalls the event loop for both. The head says it is
+   * an answer (`result` is its first member), and since a line holds one JSON text whose last `}`
+   * closes it, a `,"id":<n>` right before that is its own top-level id. Its body is not checked: it
+   * reaches the client as the process wrote it, as it would without the gateway (a route whose plugins
+   * read answers decodes every event anyway). Anything else, or a CR in it (it would end an event
+   * stream's line), is parsed and routed by #onChildMessage.
+   */
+  #takeAnswer(line: string): boolean {
+    if (!line.startsWith(ANSWER_HEAD)) return false;
+    const tail = ANSWER_TAIL.exec(line.length > 64 ? line.slice(-64) : line);
+    if (!tail) return false;
+    const upstreamId = Number(tail[1]);
+    const p = this.#pending.get(upstreamId);
+    if (!p || p.kind !== 'client') return false;
+    const head = line.slice(0, line.length - tail[0].length);
+    if (head.includes('\r')) return false;
+    this.#dropPending(upstreamId);
+    p.session.deliverAnswer(p.clientId, `${head},"id":${JSON.stringify(p.clientId)}}`);
+    return true;
+  }
 
   #onChildMessage(m: unknown): void {
     if (Array.isArray(m)) {

@@ -10,22 +10,35 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { refusalMessage, type JsonRpcId, type Refusal } from '../errors.ts';
 
+/** What the writer of a stream hears back from its reader. */
+export interface StreamHooks {
+  /** The reader wants more: its buffer is under the high-water mark again. */
+  room(res: StdioResponse): void;
+  /** The stream is gone: read to its end, or destroyed (the reader left). */
+  gone(res: StdioResponse): void;
+}
+
 export class StdioResponse extends Readable {
   statusCode: number;
   headers: IncomingHttpHeaders;
   /** True once the body has ended normally (as IncomingMessage.complete): a close before it is a break. */
   complete = false;
-  #onRoom: (() => void) | undefined;
+  #hooks: StreamHooks | undefined;
 
-  constructor(statusCode: number, headers: IncomingHttpHeaders, onRoom?: () => void) {
+  constructor(statusCode: number, headers: IncomingHttpHeaders, hooks?: StreamHooks) {
     super();
     this.statusCode = statusCode;
     this.headers = headers;
-    this.#onRoom = onRoom;
+    this.#hooks = hooks;
   }
 
   override _read(): void {
-    this.#onRoom?.();
+    this.#hooks?.room(this);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#hooks?.gone(this);
+    callback(err);
   }
 
   /** Appends to the body. Ignored once ended or destroyed (the client left: nowhere to go). */

@@ -25,7 +25,7 @@ import { idKey, isRequest, isResponse } from '../jsonrpc.ts';
 import { messageEvent } from '../messages/sse-codec.ts';
 import { STDIO_ERRORS, StdioUpstreamError, stdioRefusal } from './errors.ts';
 import type { MultiplexedProcess, SessionPort } from './multiplexed-process.ts';
-import { jsonResponse, refusalResponse, StdioResponse, wholeResponse } from './response.ts';
+import { jsonResponse, refusalResponse, StdioResponse, wholeResponse, type StreamHooks } from './response.ts';
 
 /** Bytes buffered for a session's client above which its process stops reading its child's output. */
 export const QUEUE_HIGH_BYTES = 1024 * 1024;
@@ -74,6 +74,8 @@ export class VirtualSession implements SessionPort {
   #idleTimer: NodeJS.Timeout | undefined;
   #congested = false;
   #closed = false;
+  /** Shared by this session's streams (one object per session, not closures per stream). */
+  #hooks: StreamHooks = { room: () => this.#room(), gone: (res) => this.#settle(res) };
 
   constructor(opts: VirtualSessionOptions) {
     this.id = opts.id;
@@ -164,14 +166,23 @@ export class VirtualSession implements SessionPort {
 
   deliver(message: JSONRPCMessage, relatedRequestId?: RequestId): void {
     if (this.#closed) return;
+    // As the SDK's transport: an answer goes where its request came from (its own id), other messages
+    // where the request they relate to came from, else on the standalone stream.
+    const response = isResponse(message);
+    const id = response ? (message as { id?: unknown }).id : relatedRequestId;
+    this.#route(response, typeof id === 'string' || typeof id === 'number' ? id : undefined, JSON.stringify(message));
+  }
+
+  deliverAnswer(id: RequestId, json: string): void {
+    this.#route(true, id, json);
+  }
+
+  #route(response: boolean, requestId: RequestId | undefined, json: string): void {
+    if (this.#closed) return;
     let target = this.#standalone;
     let answered: Set<string> | undefined;
     if (!this.legacy) {
-      // As the SDK's transport: an answer goes where its request came from; other messages where the
-      // request they relate to came from, else on the standalone stream (an answer never does).
-      const response = isResponse(message);
-      const requestId = response ? (message as { id?: unknown }).id : relatedRequestId;
-      if (typeof requestId === 'string' || typeof requestId === 'number') {
+      if (requestId !== undefined) {
         const key = idKey(requestId);
         target = this.#byRequest.get(key) ?? undefined;
         if (response) {
@@ -179,13 +190,13 @@ export class VirtualSession implements SessionPort {
           answered = target && this.#streams.get(target);
           answered?.delete(key);
         }
-      } else if (response) target = undefined;
+      } else if (response) target = undefined; // an answer never goes on the standalone stream
     }
     if (!target) {
       this.#log.debug({ session: this.id }, 'message for no open stream of the session; dropped');
       return;
     }
-    target.send(messageEvent(JSON.stringify(message)));
+    target.send(messageEvent(json));
     if (answered?.size === 0) target.finish();
     if (!this.#congested && this.queuedBytes > QUEUE_HIGH_BYTES) {
       this.#congested = true;
@@ -193,6 +204,7 @@ export class VirtualSession implements SessionPort {
       this.process.setCongested(this, true);
     }
   }
+
 
   /** Ends the session: its streams end cleanly, its process forgets it. `reason` is logged. */
   close(reason: string): void {
@@ -244,10 +256,9 @@ export class VirtualSession implements SessionPort {
     const headers = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform' };
     // A legacy stream names its session in the endpoint event; a session header would make the core
     // take it for a Streamable HTTP session.
-    const res = new StdioResponse(200, this.legacy ? headers : { ...headers, 'mcp-session-id': this.id }, () => this.#room());
+    const res = new StdioResponse(200, this.legacy ? headers : { ...headers, 'mcp-session-id': this.id }, this.#hooks);
     this.#streams.set(res, pending);
     this.#begin();
-    res.once('close', () => this.#settle(res));
     // The exchange ended (the client left, or it is done): a stream still open is released.
     const onAbort = () => {
       if (!res.complete) res.destroy();

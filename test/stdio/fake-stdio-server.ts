@@ -4,6 +4,8 @@
  *
  * Tools (`tools/call` name → behaviour):
  *   echo {text}            → text
+ *   sdk_echo {text, cr}    → text, written as the MCP SDK lays answers out (`{"result":…,"jsonrpc":"2.0","id":…}`);
+ *                            with `cr`, a CR (JSON whitespace) before `"jsonrpc"`
  *   sleep {ms}             → "slept" after ms
  *   stats                  → JSON {initializes, initialized, pid, cancelled}
  *   list_changed           → emits notifications/tools/list_changed, then "ok"
@@ -45,6 +47,10 @@ async function call(id: number | string, name: string, args: any, meta: any): Pr
   switch (name) {
     case 'echo':
       return send({ jsonrpc: '2.0', id, result: text(String(args.text)) });
+    case 'sdk_echo': {
+      const line = JSON.stringify({ result: text(String(args.text)), jsonrpc: '2.0', id });
+      return void process.stdout.write(`${args.cr ? line.replace(',"jsonrpc"', ',\r"jsonrpc"') : line}\n`);
+    }
     case 'sleep':
       await new Promise((r) => setTimeout(r, Number(args.ms)));
       return send({ jsonrpc: '2.0', id, result: text('slept') });

@@ -182,4 +182,24 @@ describe('stdio upstream multiplexing (shared process)', () => {
     assert.equal(textOf(mine[0].result), 'mine', 'the id is free again, and its answer is its own');
     await dispatchRaw(upstream, { method: 'DELETE', tenant: 'mux8', headers: { 'mcp-session-id': sid } });
   });
+
+  test('answers laid out as the SDK writes them pass through with only their id replaced, whatever the id', async () => {
+    const init = await dispatchRaw(upstream, {
+      tenant: 'mux9',
+      body: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } },
+    });
+    const headers = { 'mcp-session-id': String(init.headers['mcp-session-id']) };
+    const text = 'a "quoted" ,"id":7} text';
+    for (const [id, cr] of [[7, false], ['q"1\\', false], [8, true]] as const) {
+      const answer = await dispatchRaw(upstream, {
+        tenant: 'mux9', headers, body: { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'sdk_echo', arguments: { text, cr } } },
+      });
+      const events = answer.text.split('\n\n').filter(Boolean);
+      assert.equal(events.length, 1, 'one event: the answer');
+      assert.ok(!events[0].includes('\r'), 'no CR reaches the event stream');
+      const [message] = messagesOf(answer);
+      assert.deepEqual(message, { result: { content: [{ type: 'text', text }] }, jsonrpc: '2.0', id });
+    }
+    await dispatchRaw(upstream, { method: 'DELETE', tenant: 'mux9', headers });
+  });
 });

@@ -14,10 +14,13 @@ import type { InProcessUpstream, UpstreamTarget } from '../runtime.ts';
 import { onUpstreamResponse } from './response.ts';
 
 /**
- * Never let a client set these upstream: the gateway owns every `x-mcp-gateway-*` header (bridge
- * principal, signed identity) and whatever prefix an upstream's `identity.headerPrefix` names.
+ * Never let a client set these upstream: the gateway owns every `x-mcp-gateway-*` header (signed
+ * identity) and whatever prefix an upstream's `identity.headerPrefix` names.
  */
 const GATEWAY_HEADER_PREFIX = 'x-mcp-gateway-';
+
+/** Why an in-process upstream's signal aborts: the exchange ended (answered, timed out, or the client left). */
+const EXCHANGE_ENDED = new Error('the exchange ended');
 
 export function callUpstream(run: ExchangeRun): void {
   const { upstream, x } = run;
@@ -57,7 +60,8 @@ export function callUpstream(run: ExchangeRun): void {
 /** An upstream served in this process: the same stages before and after, no HTTP hop in between. */
 function dispatchInProcess(run: ExchangeRun, inProcess: InProcessUpstream): void {
   const aborter = new AbortController();
-  run.cleanups.push(() => aborter.abort());
+  // A fixed reason: `abort()` without one builds a DOMException (and its stack) per exchange.
+  run.cleanups.push(() => aborter.abort(EXCHANGE_ENDED));
   const call = {
     method: run.req.method ?? 'GET',
     pathAndQuery: run.upstreamPathAndQuery,

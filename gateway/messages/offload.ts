@@ -59,9 +59,10 @@ function ask(job: { op: 'decode'; text: string } | { op: 'encode'; values: reado
   });
 }
 
-/** `decodeJson`, on the worker when the text is large. */
-export async function decode(text: string): Promise<Decoded> {
-  if (text.length < OFFLOAD_MIN_CHARS) return decodeJson(text);
+/** `decodeJson`, on the worker when the body is large. */
+export async function decode(body: Buffer | string): Promise<Decoded> {
+  if (body.length < OFFLOAD_MIN_CHARS) return decodeJson(body);
+  const text = typeof body === 'string' ? body : body.toString('utf8');
   const reply = ask({ op: 'decode', text });
   if (!reply) return decodeJson(text);
   return reply.then((r) => r.decoded!, () => decodeJson(text));

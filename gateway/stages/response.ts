@@ -16,8 +16,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { coreRefusal, type Refusal } from '../errors.ts';
 import { HOP_BY_HOP } from '../exchange.ts';
 import { inspect } from '../messages/inspect.ts';
-import { decodeJson } from '../messages/json-codec.ts';
-import { decode, encode, OFFLOAD_MIN_CHARS } from '../messages/offload.ts';
+import { decode, encode } from '../messages/offload.ts';
 import type { ExchangeRun } from '../proxy.ts';
 import { sealResponseSession } from './session.ts';
 import { relaySse } from './sse-relay.ts';
@@ -121,7 +120,7 @@ async function finishJson(run: ExchangeRun, body: Buffer, status: number, header
   let values: unknown[] = [];
   let batch = false;
   if (body.length > 0) {
-    const decoded = body.length < OFFLOAD_MIN_CHARS ? decodeJson(body) : await decode(body.toString('utf8'));
+    const decoded = await decode(body);
     // Plugins must see every message; an unreadable body could carry anything.
     if (!decoded.ok) return run.refuse(coreRefusal('GW_ERR_UPSTREAM_BAD_RESPONSE', `the upstream answered with JSON the gateway cannot read (${decoded.detail})`));
     values = decoded.values;

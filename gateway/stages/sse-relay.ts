@@ -14,7 +14,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { STREAM_DEADLINE } from '../contract.ts';
 import { coreRefusal, refusalMessage } from '../errors.ts';
-import { inspect } from '../messages/inspect.ts';
+import { inspect, type InspectScope } from '../messages/inspect.ts';
 import { decode, encode } from '../messages/offload.ts';
 import { HEARTBEAT, messageEvent, parseEvent, replaceEventData, SseFramer } from '../messages/sse-codec.ts';
 import type { ExchangeRun } from '../proxy.ts';
@@ -96,6 +96,7 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
   // Answers the gateway made for refused elements of a batch go first.
   for (const a of run.localAnswers) write(messageEvent(JSON.stringify(a)));
 
+  let scope: InspectScope | undefined;
   const handleEvent = async (block: string): Promise<string> => {
     const fields = parseEvent(block);
     if (awaitingEndpoint && fields.event === 'endpoint' && fields.data !== undefined) {
@@ -112,8 +113,10 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
       x.log.warn({ reason: decoded.reason }, 'dropped an upstream SSE message that is not JSON-RPC');
       return '';
     }
-    const correlator = legacy ? legacyCorrelator(run, legacy.sessionId) : run.correlator;
-    const inspected = await inspect(decoded.values, 'response', 'sse', run.inspectScope('response', correlator));
+    // One scope for the stream: a legacy stream's table is registered with its endpoint event, before
+    // any message event arrives, and stays the same for the stream's life.
+    scope ??= run.inspectScope('response', legacy ? legacyCorrelator(run, legacy.sessionId) : run.correlator);
+    const inspected = await inspect(decoded.values, 'response', 'sse', scope);
     if (!inspected.changed) return block;
     if (inspected.out.length === 0) return '';
     return replaceEventData(block, await encode(inspected.out, decoded.batch, fields.data.length));

@@ -83,8 +83,9 @@ routes:
     };
     const whole = cost(event.length);
     const chunked = cost(65_536);
-    // A framer that rescans its buffer does ~120 passes over it here; a linear one about one.
-    assert.ok(chunked < whole * 20 + 5e6, `64 KiB chunks cost ${(chunked / 1e6).toFixed(1)} ms vs ${(whole / 1e6).toFixed(1)} ms in one chunk`);
+    // A framer that rescans its buffer does ~120 passes over it here (seconds); a linear one about one.
+    // The margins are wide so that a loaded machine cannot fail a linear framer.
+    assert.ok(chunked < whole * 20 + 100e6, `64 KiB chunks cost ${(chunked / 1e6).toFixed(1)} ms vs ${(whole / 1e6).toFixed(1)} ms in one chunk`);
   });
 
   test('JSON nested 100,000 deep: 400 GW_ERR_PARSE, not a 500', async () => {

@@ -46,7 +46,11 @@ export interface V2Server {
   /** e.g. `http://127.0.0.1:41234/mcp`. */
   url: string;
   seen: SeenRequest[];
-  /** Registers a tool (answers text `<name> called`) and publishes tools list_changed to listeners. */
+  /**
+   * Registers a tool (answers text `<name> called`) and publishes tools list_changed to open
+   * `subscriptions/listen` streams. 2025-era clients are never told: the stateless fallback has no
+   * standalone GET stream to carry an unsolicited notification.
+   */
   addTool(name: string): void;
   close(): Promise<void>;
 }
@@ -97,6 +101,8 @@ export async function startV2Server(opts: V2ServerOptions = {}): Promise<V2Serve
       { description: 'Asks the user which graph to use (multi round-trip)', inputSchema: z.object({ graphName: z.string() }) },
       async ({ graphName }, ctx): Promise<CallToolResult | InputRequiredResult> => {
         // No verify hook is installed, so this is the raw wire string the client echoed back.
+        // A 2025-era client gets a tool error here instead: the SDK's legacy shim would push
+        // elicitation/create, but per-request stateless serving cannot receive server-to-client requests.
         const state = ctx.mcpReq.requestState();
         if (state === undefined) {
           // The state embeds the argument as received, so a gateway rewriting strings inside it shows.

@@ -104,6 +104,19 @@ export const PRINCIPAL = new Key<Principal>('principal');
  */
 export const STREAM_DEADLINE = new Key<number>('streamDeadline');
 
+/**
+ * What the core learned of a request's MCP protocol, set before any message hook runs: its era
+ * (`2025`: initialize and sessions; `2026`: 2026-07-28 and later, stateless), the protocol version
+ * (`MCP-Protocol-Version`, or the body's `_meta`), and the client's `clientInfo` when the request
+ * carries it (`initialize`, or every 2026 request's `_meta`).
+ */
+export interface ProtocolInfo {
+  era?: '2025' | '2026';
+  version?: string;
+  clientInfo?: { name?: unknown; version?: unknown };
+}
+export const PROTOCOL = new Key<ProtocolInfo>('protocol');
+
 export type Transport = 'streamable-http' | 'sse' | 'unknown';
 
 /** One HTTP request/response pair flowing through a route. */

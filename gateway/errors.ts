@@ -2,6 +2,9 @@
  * The gateway's own refusals: one table of stable codes, each with its HTTP status and JSON-RPC code.
  * Plugins define their own `GW_ERR_…` codes next to their code; these are the core's.
  *
+ * JSON-RPC codes: the gateway's own stay in -32000…-32019, the range MCP 2026-07-28 leaves to
+ * implementations (-32020…-32099 are the specification's); standard JSON-RPC codes where one fits.
+ *
  * Every refusal body has one shape, a JSON-RPC error, so MCP clients show the message whatever the
  * status: `{"jsonrpc":"2.0","id":<request id or null>,"error":{"code":…,"message":…,"data":{"code":"GW_ERR_…"}}}`.
  */
@@ -30,6 +33,9 @@ export const CORE_ERRORS = {
   GW_ERR_DUPLICATE_ID: { status: 400, rpc: -32600 },
   GW_ERR_TOO_MANY_PENDING: { status: 429, rpc: -32000 },
   GW_ERR_UPSTREAM_UNINSPECTABLE: { status: 502, rpc: -32000 },
+  // MCP 2026-07-28 allocates -32020 to a header/body mismatch (HeaderMismatchError).
+  GW_ERR_HEADER_MISMATCH: { status: 400, rpc: -32020 },
+  GW_ERR_REQUEST_STATE_INVALID: { status: 400, rpc: -32602 },
 } as const satisfies Record<string, { status: number; rpc: number }>;
 
 export type CoreErrorCode = keyof typeof CORE_ERRORS;

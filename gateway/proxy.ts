@@ -28,6 +28,7 @@ import { GatewayExchange } from './exchange.ts';
 import { idOf } from './jsonrpc.ts';
 import type { ExchangeCorrelation } from './messages/correlation.ts';
 import type { Correlator, InspectScope } from './messages/inspect.ts';
+import { messageRules, rulesApply, type MessageRules } from './era/message-rules.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { CompiledRoute, UpstreamTarget } from './runtime.ts';
 import type { SessionSealer } from './session-seal.ts';
@@ -134,6 +135,8 @@ export class ExchangeRun {
   /** Streams: when the first event reached the client, and the gateway's own share of that time. */
   firstEvent: { atMs: number; gatewayMs: number } | undefined;
   timedOut: TimeoutKind | undefined;
+  /** The core's own message rules (request states, tool header declarations), built on first use. */
+  #rules: MessageRules | undefined;
 
   constructor(route: CompiledRoute, req: IncomingMessage, res: ServerResponse, url: URL, env: ProxyEnv) {
     this.route = route;
@@ -185,6 +188,7 @@ export class ExchangeRun {
       x: this.x,
       correlator,
       hooks: direction === 'request' ? this.pipeline.inspectsRequests : this.pipeline.inspectsResponses,
+      rules: rulesApply(this) ? (this.#rules ??= messageRules(this)) : undefined,
       observe: this.env.observer.message ? (d, m, request) => this.observe(d, m, request) : undefined,
       noteRefusal: (m, r) => this.noteMessageRefusal(m, r),
     };

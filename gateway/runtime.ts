@@ -15,6 +15,7 @@ import { Pipeline } from './pipeline.ts';
 import { signIdentityHeaders } from './upstream-identity.ts';
 import type { ListenerPolicy } from './listener-policy.ts';
 import type { StdioUpstream } from './stdio/upstream.ts';
+import { ToolHeaders } from './era/tool-headers.ts';
 
 /**
  * One exchange handed to an upstream served inside the gateway's process (stdio): what an HTTP upstream
@@ -60,6 +61,8 @@ export interface UpstreamTarget {
   readonly stdio?: StdioUpstream;
   /** Set for upstreams served in process: stage 5 dispatches to it instead of proxying over HTTP. */
   readonly inProcess?: InProcessUpstream;
+  /** Its tools' `x-mcp-header` declarations, as learned from `tools/list` answers (2026 headers). */
+  readonly toolHeaders: ToolHeaders;
 }
 
 export interface CompiledRoute {
@@ -258,6 +261,7 @@ function buildHttpUpstream(name: string, cfg: HttpUpstreamConfig, agent: http.Ag
     agent,
     timeouts: cfg.timeouts,
     identityPrefix: identity?.headerPrefix.toLowerCase(),
+    toolHeaders: new ToolHeaders(),
     requestHeaders(principal) {
       if (!identity || !principal) return fixed;
       return { ...fixed, ...signIdentityHeaders(principal, identity, Date.now()) };
@@ -309,6 +313,7 @@ async function buildStdioUpstream(
     // The child is local: a request waits as long as the tool runs (requestTimeout in the multiplexer).
     timeouts: { connect: 0, firstByte: 0, idle: 0, total: 0 },
     requestHeaders: () => NO_HEADERS,
+    toolHeaders: new ToolHeaders(),
     stdio: upstream,
     inProcess: upstream,
   };

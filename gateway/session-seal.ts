@@ -12,7 +12,13 @@ import { LRUCache } from 'lru-cache';
 import type { Principal } from './contract.ts';
 
 /** What a sealed value stands for. Part of the plaintext so one kind can never be replayed as another. */
-export const SEAL_KIND = { streamableSession: 1, legacyEndpoint: 2 } as const;
+export const SEAL_KIND = { streamableSession: 1, legacyEndpoint: 2, requestState: 3 } as const;
+/**
+ * Longest sealed text `open` accepts, per kind. Session ids are short; a multi round-trip
+ * `requestState` is whatever the upstream chose to carry (servers keep their state in it).
+ */
+const MAX_SEALED: Record<number, number> = { [SEAL_KIND.requestState]: 1_000_000 };
+const MAX_SEALED_DEFAULT = 8192;
 type SealKind = (typeof SEAL_KIND)[keyof typeof SEAL_KIND];
 
 const NO_OWNER = Buffer.alloc(16);
@@ -84,12 +90,14 @@ export class SessionSealer {
 
   /** Undefined when the value is not a seal of this kind made with one of our keys for this binding. */
   open(kind: SealKind, sealed: string, owner: Buffer, binding: string): Opened | undefined {
-    const cached = this.#opened.get(sealed);
+    // Request states are opened once (a retry), and may be large: never kept.
+    const cacheable = kind !== SEAL_KIND.requestState;
+    const cached = cacheable ? this.#opened.get(sealed) : undefined;
     if (cached) {
       if (cached.kind !== kind || cached.binding !== binding) return undefined;
       return { payload: cached.payload, ownerMatches: cached.owner.equals(owner) };
     }
-    if (sealed.length < 60 || sealed.length > 8192 || !/^[A-Za-z0-9_-]+$/.test(sealed)) return undefined;
+    if (sealed.length < 60 || sealed.length > (MAX_SEALED[kind] ?? MAX_SEALED_DEFAULT) || !/^[A-Za-z0-9_-]+$/.test(sealed)) return undefined;
     const raw = Buffer.from(sealed, 'base64url');
     const iv = raw.subarray(0, 12);
     const tag = raw.subarray(raw.length - 16);
@@ -101,7 +109,7 @@ export class SessionSealer {
         decipher.setAuthTag(tag);
         const plain = Buffer.concat([decipher.update(data), decipher.final()]);
         const entry = { kind: plain[16], binding, payload: plain.subarray(17).toString('utf8'), owner: Buffer.from(plain.subarray(0, 16)) };
-        this.#opened.set(sealed, entry);
+        if (cacheable) this.#opened.set(sealed, entry);
         if (entry.kind !== kind) return undefined;
         return { payload: entry.payload, ownerMatches: entry.owner.equals(owner) };
       } catch {

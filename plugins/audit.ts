@@ -11,7 +11,7 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { duration } from '../config/units.ts';
-import { definePlugin, PRINCIPAL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
+import { definePlugin, PRINCIPAL, PROTOCOL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
 import { idOf, toolNameOf } from '../gateway/jsonrpc.ts';
 
 const AuditConfig = z.strictObject({
@@ -78,6 +78,15 @@ function openDestination(dest: string, configDir: string, flushInterval: number,
   };
 }
 
+/** The protocol version and the client's self-description (client-chosen text: strings only, bounded). */
+function protocolOf(x: Exchange): Record<string, unknown> {
+  const p = x.get(PROTOCOL);
+  if (!p) return {};
+  const text = (v: unknown) => (typeof v === 'string' ? v.slice(0, 128) : undefined);
+  const client = p.clientInfo ? { name: text(p.clientInfo.name), version: text(p.clientInfo.version) } : undefined;
+  return { protocolVersion: p.version, era: p.era, client };
+}
+
 function who(x: Exchange): Record<string, unknown> {
   const p = x.get(PRINCIPAL);
   return p ? { tenant: p.tenant, sub: p.subject, iss: p.issuer, jti: p.tokenId } : {};
@@ -115,6 +124,7 @@ export default definePlugin({
           path: x.url.pathname,
           transport: x.transport,
           session: x.sessionId,
+          ...protocolOf(x),
           ...who(x),
           status: o.status,
           latencyMs: Math.round(o.durationMs * 100) / 100,

@@ -138,8 +138,11 @@ export default definePlugin({
           const name = (t as { name?: unknown } | null)?.name;
           return typeof name === 'string' && policy.permits(principal, name);
         });
-        if (tools.length === result.tools.length) return;
-        return { kind: 'replace', message: { ...msg, result: { ...result, tools } } as JSONRPCMessage };
+        // A 2026 list says whether shared caches may keep it: filtered per caller, it is `private`
+        // even when this caller happens to see everything (another would not).
+        const scoped = 'cacheScope' in result && (result as { cacheScope?: unknown }).cacheScope !== 'private';
+        if (tools.length === result.tools.length && !scoped) return;
+        return { kind: 'replace', message: { ...msg, result: { ...result, tools, ...(scoped ? { cacheScope: 'private' } : {}) } } as JSONRPCMessage };
       },
     };
   },

@@ -13,6 +13,7 @@ import { coreRefusal, refusalMessage, type Refusal } from '../errors.ts';
 import { idKey, idOf, isMessage, isRequest, isResponse } from '../jsonrpc.ts';
 import type { Pipeline } from '../pipeline.ts';
 import type { Reservation } from './correlation.ts';
+import type { MessageRules } from '../era/message-rules.ts';
 
 /** Where requests are remembered for the answers to find (an exchange's table or a legacy session's). */
 export interface Correlator {
@@ -29,6 +30,8 @@ export interface InspectScope {
   readonly correlator: Correlator | undefined;
   /** Whether message hooks run in this direction; when false the loop only correlates. */
   readonly hooks: boolean;
+  /** What the core does to messages before the hooks (era/message-rules.ts); absent when it does nothing. */
+  readonly rules?: MessageRules;
   /** Metrics: one call per message. */
   observe?(direction: 'request' | 'response', m: JSONRPCMessage, request?: JSONRPCRequest): void;
   /** A message refused one by one (outcome, metrics). */
@@ -69,10 +72,19 @@ async function inspectRequest(value: unknown, framing: MessageContext['framing']
     refuse(value, duplicateId(id), lone, scope, result);
     return;
   }
-  scope.observe?.('request', value);
   let message: JSONRPCMessage = value;
+  if (scope.rules) {
+    const ruled = scope.rules.request(value);
+    if ('status' in ruled) {
+      refuse(value, ruled, lone, scope, result);
+      return;
+    }
+    if (ruled !== value) result.changed = true;
+    message = ruled;
+  }
+  scope.observe?.('request', value);
   if (scope.hooks) {
-    const outcome = await scope.pipeline.message(value, scope.x, { direction: 'request', framing });
+    const outcome = await scope.pipeline.message(message, scope.x, { direction: 'request', framing });
     if (outcome.kind === 'drop') {
       result.changed = true;
       return;
@@ -82,7 +94,7 @@ async function inspectRequest(value: unknown, framing: MessageContext['framing']
       refuse(value, outcome.refusal, lone, scope, result, true);
       return;
     }
-    if (outcome.message !== value) result.changed = true;
+    if (outcome.message !== message) result.changed = true;
     message = outcome.message;
   }
   if (isRequest(message) && scope.correlator) {
@@ -95,26 +107,31 @@ async function inspectRequest(value: unknown, framing: MessageContext['framing']
   result.out.push(message);
 }
 
-async function inspectResponse(value: unknown, framing: MessageContext['framing'], scope: InspectScope, result: Inspected): Promise<void> {
-  if (!isMessage(value)) {
+async function inspectResponse(raw: unknown, framing: MessageContext['framing'], scope: InspectScope, result: Inspected): Promise<void> {
+  if (!isMessage(raw)) {
     result.changed = true;
     scope.x.log.warn({ framing }, 'dropped an upstream value that is not a JSON-RPC message');
     return;
   }
   let request: JSONRPCRequest | undefined;
-  if (isResponse(value)) {
-    const id = idOf(value);
+  if (isResponse(raw)) {
+    const id = idOf(raw);
     if (id === null) {
       // An error the upstream could not attribute (a parse error, say): it answers nothing the client
       // is waiting for under an id, carries no result, and passes as it is.
-      if ('error' in value) {
-        result.out.push(value);
+      if ('error' in raw) {
+        result.out.push(raw);
         return;
       }
       result.changed = true;
       return;
     }
     request = scope.correlator?.take(idKey(id));
+  }
+  let value = raw;
+  if (scope.rules) {
+    value = scope.rules.response(raw, request);
+    if (value !== raw) result.changed = true;
   }
   scope.observe?.('response', value, request);
   if (!scope.hooks) {

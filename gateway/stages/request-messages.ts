@@ -6,7 +6,11 @@
  * need to know which request each answer belongs to. Otherwise the bytes go upstream as received.
  */
 import { coreRefusal, sendRefusal, type Refusal } from '../errors.ts';
-import { idOf } from '../jsonrpc.ts';
+import { PROTOCOL, type JSONRPCRequest } from '../contract.ts';
+import { protocolFromMessage } from '../era/detect.ts';
+import { headerMismatch, recomputeHeaders } from '../era/header-check.ts';
+import type { HeaderDeclaration } from '../era/mirror-headers.ts';
+import { idOf, isRequest } from '../jsonrpc.ts';
 import { ExchangeCorrelation } from '../messages/correlation.ts';
 import type { Inspected } from '../messages/inspect.ts';
 import { inspect } from '../messages/inspect.ts';
@@ -26,7 +30,22 @@ export async function inspectRequestBody(run: ExchangeRun): Promise<boolean> {
       : coreRefusal('GW_ERR_PARSE', `Parse error: the body is not valid JSON (${decoded.detail})`));
     return true;
   }
-  if (!decoded.batch) run.requestId = idOf(decoded.values[0]);
+  const lone = decoded.batch ? undefined : decoded.values[0];
+  if (lone !== undefined) {
+    run.requestId = idOf(lone);
+    const protocol = protocolFromMessage(run.x.get(PROTOCOL) ?? {}, lone);
+    if (protocol.era) run.x.set(PROTOCOL, protocol);
+  }
+  // 2026 mirror headers are checked before any plugin reads the body.
+  const modern = lone !== undefined && isRequest(lone) && run.x.get(PROTOCOL)?.era === '2026' ? lone : undefined;
+  const declarations = modern ? declarationsFor(run, modern) : undefined;
+  if (modern) {
+    const problem = headerMismatch(run.req.headers, modern, declarations);
+    if (problem) {
+      run.refuse(coreRefusal('GW_ERR_HEADER_MISMATCH', `Header mismatch: ${problem}`));
+      return true;
+    }
+  }
   if (pipeline.inspectsResponses) run.correlator = correlatorFor(run);
 
   const inspected = await inspect(decoded.values, 'request', decoded.batch ? 'batch' : 'json', run.inspectScope('request'));
@@ -41,8 +60,23 @@ export async function inspectRequestBody(run: ExchangeRun): Promise<boolean> {
   } else {
     run.localAnswers = inspected.answers;
   }
-  if (inspected.changed) run.body = Buffer.from(encodeJson(inspected.out, decoded.batch));
+  if (inspected.changed) {
+    run.body = Buffer.from(encodeJson(inspected.out, decoded.batch));
+    // The upstream checks the mirror headers against what it gets: recompute them from the new body.
+    const changed = inspected.out[0];
+    if (modern && inspected.out.length === 1 && isRequest(changed)) recomputeHeaders(run.x.upstreamHeaders, modern, changed, declarations);
+  }
   return false;
+}
+
+/** The `x-mcp-header` declarations of a called tool, when the gateway has seen it listed. */
+function declarationsFor(run: ExchangeRun, request: JSONRPCRequest): readonly HeaderDeclaration[] | undefined {
+  if (request.method !== 'tools/call') return undefined;
+  const name = (request.params as { name?: unknown } | undefined)?.name;
+  if (typeof name !== 'string') return undefined;
+  const known = run.upstream.toolHeaders.of(name);
+  // An invalid declaration makes the tool unusable by the spec; mirror nothing for it.
+  return known === null ? [] : known;
 }
 
 /** A legacy session's shared table, or this exchange's own (checked against its session's). */

@@ -6,7 +6,8 @@
  * nobody else can use it. Unknown, ended, tampered and someone else's ids get one and the same answer.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
-import { PRINCIPAL } from '../contract.ts';
+import { PRINCIPAL, PROTOCOL } from '../contract.ts';
+import { protocolFromHeaders } from '../era/detect.ts';
 import { coreRefusal, type Refusal } from '../errors.ts';
 import type { ExchangeRun } from '../proxy.ts';
 import { ownerOf, SEAL_KIND } from '../session-seal.ts';
@@ -35,8 +36,16 @@ export function openSession(run: ExchangeRun): Refusal | undefined {
     env.sessions.touched(legacyParam);
     return undefined;
   }
+  const protocol = protocolFromHeaders(req.headers);
+  if (protocol.version !== undefined) x.set(PROTOCOL, protocol);
   const headerValue = req.headers[SESSION_HEADER];
-  if (typeof headerValue === 'string') {
+  if (protocol.era === '2026') {
+    // 2026-07-28 has no sessions: a stale id (or a resumption point) is ignored, as the spec asks of
+    // servers, and never reaches the upstream unsealed.
+    delete x.upstreamHeaders[SESSION_HEADER];
+    delete x.upstreamHeaders['last-event-id'];
+    if (req.method === 'POST') x.transport = 'streamable-http';
+  } else if (typeof headerValue === 'string') {
     const opened = env.sealer.open(SEAL_KIND.streamableSession, headerValue, run.owner, binding);
     if (!opened || !opened.ownerMatches) return sessionNotFound();
     x.transport = 'streamable-http';

@@ -20,8 +20,8 @@ const ToolRuleSchema = z.union([
     /** Argument holding the graph name. Default: the plugin's `argument`. */
     argument: z.string().min(1).optional(),
     /**
-     * HTTP header mirroring that argument (MCP 2026-07-28 `x-mcp-header`), rewritten with it when the
-     * request carries it. Default `Mcp-Param-<argument>`.
+     * No longer used (accepted so older files still load, with a warning): the gateway core recomputes
+     * 2026 `Mcp-Param-*` headers from the tool's own `x-mcp-header` declaration after the rewrite.
      */
     header: z.string().regex(HEADER_NAME, 'an HTTP header name').optional(),
   }),
@@ -51,6 +51,12 @@ export const GraphRewriteConfigSchema = z.strictObject({
   separator: z.string().min(1).default('_'),
   /** Default name of the graph argument of the tools below. Default `graphName`. */
   argument: z.string().min(1).default('graphName'),
+  /**
+   * Fields of an accepted elicitation answer that hold a graph name (a user typing one into a form):
+   * they get the tenant prefix too, in a 2026 retry's `inputResponses` and in a 2025 client's answer
+   * to `elicitation/create`. Default: `[<argument>]`.
+   */
+  answerFields: z.array(z.string().min(1)).optional(),
   /**
    * Tools whose graph argument is rewritten: a name (uses `argument`) or `{ name, argument, header }`.
    * Default: the FalkorDB MCP server's graph tools.

@@ -16,7 +16,7 @@ import {
   type Exchange, type JSONRPCMessage, type JSONRPCRequest, type MessageContext, type MessageVerdict, type Verdict,
 } from '../../gateway/contract.ts';
 import { GraphRewriteConfigSchema, type GraphRewriteConfig } from './config.ts';
-import { TenantNames, mapStrings, mirrorHeaderValue } from './names.ts';
+import { TenantNames, mapStrings } from './names.ts';
 
 /** JSON-RPC "invalid params". */
 const RPC_INVALID_PARAMS = -32602;
@@ -28,8 +28,6 @@ const LISTING_FAILED = 'The upstream could not list graphs (its error text is wi
 
 interface ToolRule {
   argument: string;
-  /** Lower-case mirror header name. */
-  header: string;
 }
 
 const NAMES = new Key<TenantNames>('graphRewriteNames');
@@ -44,9 +42,13 @@ export default definePlugin({
     for (const t of config.tools) {
       const rule = typeof t === 'string' ? { name: t } : t;
       const argument = rule.argument ?? config.argument;
-      rules.set(rule.name, { argument, header: (rule.header ?? `mcp-param-${argument}`).toLowerCase() });
+      rules.set(rule.name, { argument });
     }
     const graphArguments = new Set([...rules.values()].map((r) => r.argument));
+    const answerFields = config.answerFields ?? [config.argument];
+    if (config.tools.some((t) => typeof t !== 'string' && t.header !== undefined)) {
+      deps.log.warn('graph-rewrite: `header` of a tool rule is no longer used; the gateway recomputes Mcp-Param-* headers from the tool\'s x-mcp-header declarations');
+    }
     const listingTools = new Map<string, string>();
     const listingResources = new Map<string, string>();
     for (const l of config.listings) {
@@ -56,14 +58,55 @@ export default definePlugin({
     /** One TenantNames per tenant, built once: it holds compiled regular expressions. */
     const namesByTenant = new Map<string, TenantNames>();
 
-    function rewriteRequest(req: JSONRPCRequest, x: Exchange, ctx: MessageContext, names: TenantNames): MessageVerdict | void {
-      if (req.method !== 'tools/call') return;
+    /**
+     * Elicitation answers name graphs too (a user typing a graph name into a form): the fields named by
+     * `answerFields` of every accepted answer get the tenant prefix, in a 2026 retry's `inputResponses`
+     * and in a 2025 client's response to `elicitation/create` alike.
+     */
+    function prefixAnswer(answer: unknown, names: TenantNames): unknown {
+      if (!isObject(answer) || answer.action !== 'accept' || !isObject(answer.content)) return answer;
+      let content: Record<string, unknown> | undefined;
+      for (const f of answerFields) {
+        const v = answer.content[f];
+        if (typeof v === 'string' && v.trim() !== '') (content ??= { ...answer.content })[f] = names.toUpstream(v);
+      }
+      return content ? { ...answer, content } : answer;
+    }
+
+    /** Graph names in a retry's (already prefixed) accepted answers. */
+    function answeredNames(responses: unknown): string[] {
+      if (!isObject(responses)) return [];
+      const out: string[] = [];
+      for (const a of Object.values(responses)) {
+        if (!isObject(a) || a.action !== 'accept' || !isObject(a.content)) continue;
+        for (const f of answerFields) if (typeof a.content[f] === 'string') out.push(a.content[f] as string);
+      }
+      return out;
+    }
+
+    function prefixAnswers(responses: unknown, names: TenantNames): Record<string, unknown> | undefined {
+      if (!isObject(responses)) return undefined;
+      let out: Record<string, unknown> | undefined;
+      for (const [k, v] of Object.entries(responses)) {
+        const p = prefixAnswer(v, names);
+        if (p !== v) (out ??= { ...responses })[k] = p;
+      }
+      return out;
+    }
+
+    function rewriteRequest(req: JSONRPCRequest, names: TenantNames): MessageVerdict | void {
+      if (req.method !== 'tools/call') {
+        const inputResponses = prefixAnswers((req.params as { inputResponses?: unknown } | undefined)?.inputResponses, names);
+        return inputResponses ? { kind: 'replace', message: { ...req, params: { ...req.params, inputResponses } } } : undefined;
+      }
       const params = (req.params ?? {}) as { name?: unknown; arguments?: unknown };
       const tool = params.name;
       if (typeof tool !== 'string') return; // not a call the upstream can run; it answers the error itself
       const args = isObject(params.arguments) ? params.arguments : undefined;
       const rule = rules.get(tool);
       if (!rule) {
+        const inputResponses = prefixAnswers((params as { inputResponses?: unknown }).inputResponses, names);
+        if (inputResponses) return { kind: 'replace', message: { ...req, params: { ...req.params, inputResponses } } };
         if (listingTools.has(tool) || config.unlistedToolWithArgument === 'pass') return;
         if (args && [...graphArguments].some((a) => a in args)) {
           return {
@@ -86,14 +129,11 @@ export default definePlugin({
         };
       }
       const upstreamName = names.toUpstream(name);
-      if (x.upstreamHeaders[rule.header] !== undefined) {
-        // A mirror header describes one call; a batch cannot be described by one header, so it goes.
-        if (ctx.framing === 'batch') delete x.upstreamHeaders[rule.header];
-        else x.upstreamHeaders[rule.header] = mirrorHeaderValue(upstreamName);
-      }
+      // 2026 mirror headers (`Mcp-Param-*`) are the core's: it recomputes them from the new body.
+      const inputResponses = prefixAnswers((req.params as { inputResponses?: unknown }).inputResponses, names);
       return {
         kind: 'replace',
-        message: { ...req, params: { ...req.params, arguments: { ...args, [rule.argument]: upstreamName } } },
+        message: { ...req, params: { ...req.params, arguments: { ...args, [rule.argument]: upstreamName }, ...(inputResponses ? { inputResponses } : {}) } },
       };
     }
 
@@ -114,14 +154,20 @@ export default definePlugin({
           const upstreamName = isObject(params.arguments) ? params.arguments[rule.argument] : undefined;
           const clientName = typeof upstreamName === 'string' ? names.toClient(upstreamName) : undefined;
           if (clientName === undefined) return; // not a request this plugin rewrote
-          const strip = (s: string) => names.stripName(s, upstreamName as string, clientName);
+          // The names the client gave, in the arguments and in elicitation answers, come back as it gave them.
+          const given: Array<[string, string]> = [[upstreamName as string, clientName]];
+          for (const n of answeredNames((params as { inputResponses?: unknown }).inputResponses)) {
+            const c = names.toClient(n);
+            if (c !== undefined) given.push([n, c]);
+          }
+          const strip = (s: string) => given.reduce((acc, [u, c]) => names.stripName(acc, u, c), s);
           // mapStrings keeps identity when nothing changed: then the message passes as it is, and the
           // core can forward the upstream's own bytes instead of re-encoding (a 20 MB result, say).
           if (result === undefined) {
             const mapped = mapStrings(error, strip);
             return mapped === error ? undefined : replaced(msg, { error: mapped });
           }
-          const mapped = mapStrings(result, strip);
+          const mapped = mapResult(result, strip);
           return mapped === result ? undefined : replaced(msg, { result: mapped });
         }
         const linePrefix = listingTools.get(params.name);
@@ -162,13 +208,18 @@ export default definePlugin({
         x.set(NAMES, names);
       },
 
-      onRequestMessage(msg: JSONRPCMessage, x: Exchange, ctx: MessageContext): MessageVerdict | void {
-        if (!isRequest(msg)) return;
+      onRequestMessage(msg: JSONRPCMessage, x: Exchange): MessageVerdict | void {
         const names = x.get(NAMES);
         if (!names) {
           return { kind: 'reject', rpcCode: RPC_INTERNAL_ERROR, code: 'GW_ERR_GRAPH_REWRITE_NO_PRINCIPAL', message: 'No tenant for this request.' };
         }
-        return rewriteRequest(msg, x, ctx, names);
+        if (!isRequest(msg)) {
+          // A 2025 client's answer to a server request (elicitation/create): its form fields may name graphs.
+          const result = (msg as { result?: unknown }).result;
+          const prefixed = prefixAnswer(result, names);
+          return prefixed === result ? undefined : { kind: 'replace', message: { ...msg, result: prefixed } as JSONRPCMessage };
+        }
+        return rewriteRequest(msg, names);
       },
 
       onResponseMessage(msg: JSONRPCMessage, x: Exchange, ctx: MessageContext): MessageVerdict | void {
@@ -177,7 +228,14 @@ export default definePlugin({
         const m = msg as { method?: unknown; id?: unknown };
         if (typeof m.method === 'string') {
           // Server notifications and server-to-client requests.
-          return m.method === 'notifications/message' ? rewriteLog(msg, names) : undefined;
+          if (m.method === 'notifications/message') return rewriteLog(msg, names);
+          if (m.method === 'elicitation/create') {
+            // A 2025 server asking the user about a graph names it with the prefix: show the client's name.
+            const params = (msg as { params?: unknown }).params;
+            const mapped = mapStrings(params, (s) => names.stripPrefixes(s));
+            return mapped === params ? undefined : { kind: 'replace', message: { ...msg, params: mapped } as JSONRPCMessage };
+          }
+          return undefined;
         }
         if (m.id === undefined) return;
         if (!ctx.request) {
@@ -201,6 +259,17 @@ export default definePlugin({
   },
 });
 
+/**
+ * A result with its strings mapped, except a multi round-trip `requestState`: that is the upstream's
+ * opaque state (sealed by the core), and must come back byte for byte.
+ */
+function mapResult(result: unknown, fn: (s: string) => string): unknown {
+  if (!isObject(result) || !('requestState' in result)) return mapStrings(result, fn);
+  const { requestState, ...rest } = result;
+  const mapped = mapStrings(rest, fn);
+  return mapped === rest ? result : { ...mapped, requestState };
+}
+
 /** A `tools/call` listing result: text content filtered line by line, everything else dropped. */
 function filterToolListing(result: unknown, error: unknown, linePrefix: string, names: TenantNames): { result?: unknown; error?: unknown } {
   if (result === undefined) return { error: withheldError(error) };
@@ -223,7 +292,8 @@ function filterResourceListing(result: unknown, error: unknown, linePrefix: stri
   const kept = contents
     .filter((c): c is { text: string } => isObject(c) && typeof c.text === 'string')
     .map((c) => ({ ...c, text: names.filterListing(c.text, linePrefix) }));
-  return { result: { ...result, contents: kept } };
+  // Filtered per tenant: a 2026 result must not be kept by shared caches.
+  return { result: { ...result, contents: kept, ...('cacheScope' in result ? { cacheScope: 'private' } : {}) } };
 }
 
 function withheldError(error: unknown): unknown {

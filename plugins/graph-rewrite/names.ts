@@ -99,12 +99,3 @@ export function mapStrings<T>(value: T, fn: (s: string) => string): T {
   }
   return value;
 }
-
-/**
- * Encodes a value for an `Mcp-Param-*` header (MCP 2026-07-28): plain when it is visible ASCII without
- * surrounding spaces, else the `=?base64?…?=` form the spec defines for anything else.
- */
-export function mirrorHeaderValue(value: string): string {
-  if (/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !value.startsWith('=?')) return value;
-  return `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
-}

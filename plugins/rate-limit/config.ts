@@ -98,7 +98,8 @@ export const RateLimitConfigSchema = z
      */
     namespace: z.string().min(1).optional(),
     /**
-     * Most SSE streams (GET requests accepting `text/event-stream`) one key may hold open at once, per
+     * Most SSE streams (GET requests accepting `text/event-stream`, and 2026 `subscriptions/listen`
+     * POSTs) one key may hold open at once, per
      * gateway process. Refused with 429 GW_ERR_TOO_MANY_STREAMS. Default 0: no cap.
      */
     maxStreams: int().pipe(z.number().min(0)).default(0),

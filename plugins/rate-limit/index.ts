@@ -21,10 +21,11 @@ import { RateLimitConfigSchema, type RateLimitConfig } from './config.ts';
 import { policyHeader, refusalHeaders, seconds, stateHeader, type LimitState } from './headers.ts';
 
 /**
- * JSON-RPC error code of rate-limit refusals. -32000…-32099 is the range JSON-RPC 2.0 leaves to
- * servers; -32029 echoes HTTP 429 so it is recognisable in a batch answer.
+ * JSON-RPC error code of rate-limit refusals. MCP 2026-07-28 splits JSON-RPC's server range:
+ * -32000…-32019 for implementations, -32020…-32099 for the specification; the gateway's codes stay
+ * in the former (this was -32029 before that allocation).
  */
-export const RPC_RATE_LIMITED = -32029;
+export const RPC_RATE_LIMITED = -32010;
 /** JSON-RPC "internal error", for a refusal because the counter store is down (`onStoreError: closed`). */
 const RPC_INTERNAL_ERROR = -32603;
 
@@ -119,7 +120,7 @@ export default definePlugin({
         }
         const state: LimitExchange = { ...who, holdsStream: false, inflight: 0, spent: new Map() };
         x.set(STATE, state);
-        if (x.method === 'GET' && acceptsEventStream(x)) {
+        if (opensStream(x)) {
           if (!streams.acquire(who.key)) {
             return {
               kind: 'respond',
@@ -199,6 +200,16 @@ function asRequest(msg: JSONRPCMessage): { method: string; params?: unknown } | 
 function toolName(params: unknown): string | undefined {
   const name = (params as { name?: unknown } | undefined)?.name;
   return typeof name === 'string' ? name : undefined;
+}
+
+/**
+ * A long-lived stream: a 2025 GET stream, or a 2026 `subscriptions/listen` POST (its `Mcp-Method`
+ * header is checked against the body by the core before any message reaches a plugin, so a client
+ * cannot dodge the cap by naming another method).
+ */
+function opensStream(x: Exchange): boolean {
+  if (x.method === 'GET') return acceptsEventStream(x);
+  return x.method === 'POST' && x.req.headers['mcp-method'] === 'subscriptions/listen';
 }
 
 function acceptsEventStream(x: Exchange): boolean {

@@ -210,7 +210,7 @@ routes:
       assert.equal(answers.length, 25);
       const limited = answers.filter((m) => m.error?.data?.code === 'GW_ERR_RATE_LIMITED');
       assert.equal(limited.length, 5);
-      assert.equal(limited[0].error.code, -32029);
+      assert.equal(limited[0].error.code, -32010);
       assert.ok(limited[0].error.data.retryAfterMs > 0);
     });
   }
@@ -241,7 +241,7 @@ routes:
     assert.match(r.headers.get('retry-after') ?? '', /^\d+$/);
     assert.equal(r.headers.get('ratelimit-policy'), '"queries";q=20;w=60');
     assert.match(r.headers.get('ratelimit') ?? '', /^"queries";r=0;t=\d+$/);
-    assert.equal(r.messages[0].error.code, -32029);
+    assert.equal(r.messages[0].error.code, -32010);
     assert.equal(r.messages[0].error.data.code, 'GW_ERR_RATE_LIMITED');
     assert.ok(r.messages[0].error.data.retryAfterMs > 0);
     assert.equal(r.messages[0].error.data.httpHeaders, undefined, 'HTTP details stay out of the JSON-RPC error');

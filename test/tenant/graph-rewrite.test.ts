@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import graphRewrite from '../../plugins/graph-rewrite/index.ts';
-import { TenantNames, mirrorHeaderValue } from '../../plugins/graph-rewrite/names.ts';
+import { TenantNames } from '../../plugins/graph-rewrite/names.ts';
 import type { JSONRPCMessage, MessageVerdict, Plugin } from '../../gateway/contract.ts';
 import { after, batch, build, call, exchange, json, principal, response, result, rpc, shape } from './fixtures.ts';
 
@@ -34,13 +34,6 @@ test('TenantNames: prefixing, ownership, whole-name stripping, listings', () => 
   assert.equal(n.mentionsOwn('Query ran | {"graphName":"acme_g"}'), true);
   assert.equal(n.mentionsOwn('Query ran | {"graphName":"bacme_g","x":"b_acme_g"}'), false);
   assert.equal(n.stripPrefixes('on acme_g and "acme_h"'), 'on g and "h"');
-});
-
-test('mirror header values: plain ASCII stays plain, anything else uses the base64 form', () => {
-  assert.equal(mirrorHeaderValue('acme_social'), 'acme_social');
-  assert.equal(mirrorHeaderValue('acme_soziales Netz'), 'acme_soziales Netz');
-  assert.equal(mirrorHeaderValue('acme_größe'), `=?base64?${Buffer.from('acme_größe').toString('base64')}?=`);
-  assert.equal(mirrorHeaderValue('acme_x '), `=?base64?${Buffer.from('acme_x ').toString('base64')}?=`);
 });
 
 test('requests: every default FalkorDB tool gets the tenant prefix; others pass unchanged', async () => {
@@ -93,7 +86,7 @@ test('requests: configured tools, argument names and separator serve other upstr
   const copy = call('copy', { target: 'b', database: 'ignored' });
   const out = argumentsOf(after(copy, await p.onRequestMessage!(copy, x, json)));
   assert.deepEqual(out, { target: 'acme--b', database: 'ignored' });
-  assert.equal(x.upstreamHeaders['mcp-param-target'], 'acme--b');
+  assert.equal(x.upstreamHeaders['mcp-param-target'], 'b', 'headers are the core\'s to recompute');
   // The default FalkorDB tools are not rules any more, but they carry no `database`/`target` argument.
   assert.equal(await p.onRequestMessage!(call('query_graph', { graphName: 'x' }), x, json), undefined);
   const listing = call('databases');
@@ -102,15 +95,39 @@ test('requests: configured tools, argument names and separator serve other upstr
   assert.deepEqual((filtered as { result: unknown }).result, { content: [{ type: 'text', text: '* a\n* b' }] });
 });
 
-test('requests: 2026-07-28 mirror headers are rewritten with the body (and removed in a batch)', async () => {
+test('requests: mirror headers are left to the core; graph names typed into elicitation answers get the prefix', async () => {
+  const p = await build(graphRewrite, { answerFields: ['graphName', 'graph'] });
+  const x = await started(p, 'acme', { 'mcp-param-graph': 'social' });
+  const retry = call('query_graph', { graphName: 'social' });
+  const retryParams = (retry as unknown as { params: Record<string, unknown> }).params;
+  retryParams.inputResponses = {
+    pick: { action: 'accept', content: { graph: 'launch', note: 'launch' } },
+    other: { action: 'decline' },
+  };
+  retryParams.requestState = 'opaque acme_x';
+  const out = after(retry, await p.onRequestMessage!(retry, x, json)) as { params: Record<string, any> };
+  assert.equal(x.upstreamHeaders['mcp-param-graph'], 'social', 'the plugin does not touch headers');
+  assert.equal(out.params.arguments.graphName, 'acme_social');
+  assert.deepEqual(out.params.inputResponses, { pick: { action: 'accept', content: { graph: 'acme_launch', note: 'launch' } }, other: { action: 'decline' } });
+  assert.equal(out.params.requestState, 'opaque acme_x');
+  // A 2025 client's answer to elicitation/create (a JSON-RPC response) gets the same treatment.
+  const answer = { jsonrpc: '2.0', id: 'srv-1', result: { action: 'accept', content: { graph: 'launch' } } } as unknown as JSONRPCMessage;
+  const out2 = after(answer, await p.onRequestMessage!(answer, x, json)) as unknown as { result: { content: { graph: string } } };
+  assert.equal(out2.result.content.graph, 'acme_launch');
+});
+
+test('responses: a multi round-trip requestState passes byte for byte while the rest is unprefixed', async () => {
   const p = await build(graphRewrite, {});
-  const x = await started(p, 'acme', { 'mcp-method': 'tools/call', 'mcp-name': 'query_graph', 'mcp-param-graphname': 'globex_secret' });
-  await p.onRequestMessage!(call('query_graph', { graphName: 'social' }), x, json);
-  assert.equal(x.upstreamHeaders['mcp-param-graphname'], 'acme_social', 'the header follows the body, never the client');
-  assert.equal(x.upstreamHeaders['mcp-name'], 'query_graph');
-  const y = await started(p, 'acme', { 'mcp-param-graphname': 'social' });
-  await p.onRequestMessage!(call('query_graph', { graphName: 'social' }), y, batch);
-  assert.equal(y.upstreamHeaders['mcp-param-graphname'], undefined);
+  const x = await started(p, 'acme');
+  const req = after(call('query_graph', { graphName: 'social' }), await p.onRequestMessage!(call('query_graph', { graphName: 'social' }), x, json))!;
+  const interim = result(req, {
+    resultType: 'input_required',
+    inputRequests: { pick: { method: 'elicitation/create', params: { message: 'Replace acme_social?' } } },
+    requestState: 'state:acme_social',
+  });
+  const out = after(interim, await p.onResponseMessage!(interim, x, response(req))) as { result: Record<string, any> };
+  assert.equal(out.result.requestState, 'state:acme_social');
+  assert.equal(out.result.inputRequests.pick.params.message, 'Replace social?');
 });
 
 test('refuses without a principal, and a tenant containing the separator', async () => {

@@ -54,7 +54,7 @@ test('exactly `points` of 50 concurrent requests pass; refusals carry 429, Retry
   assert.equal(refused.length, 30);
   const r = refused[0];
   assert.equal(r.code, 'GW_ERR_RATE_LIMITED');
-  assert.equal(r.rpcCode, -32029);
+  assert.equal(r.rpcCode, -32010);
   assert.equal(r.httpStatus, 429);
   assert.equal(r.data!.httpStatus, undefined, 'the HTTP status is a typed field, not JSON-RPC data');
   const headers = r.httpHeaders!;

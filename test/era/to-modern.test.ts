@@ -1,0 +1,257 @@
+/**
+ * The 2025 → 2026 translator, driven directly (as stage 5 dispatches to it) against a real SDK v2
+ * server, and once end to end with the real v1 SDK client through a stand-in for the core (which
+ * seals and opens session ids as the core does).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import pino from 'pino';
+import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { createToModernTranslator, type ToModernOptions } from '../../gateway/era/to-modern/index.ts';
+import type { StateSealer, Translator } from '../../gateway/era/translation.ts';
+import { httpPort } from '../../gateway/era/upstream-port.ts';
+import { LEGACY_VERSION, META } from '../../gateway/era/versions.ts';
+import type { UpstreamResponse } from '../../gateway/runtime.ts';
+import { ownerOf, SEAL_KIND, SessionSealer } from '../../gateway/session-seal.ts';
+import { startV2Server, type V2Server } from '../helpers/v2-server.ts';
+import { connectV1 } from '../helpers/v2-client.ts';
+
+type Msg = Record<string, any>;
+
+const sealer = SessionSealer.random();
+const state: StateSealer = {
+  seal: (payload, principal) => sealer.seal(SEAL_KIND.streamableSession, payload, ownerOf(principal), 'route:graph'),
+  open: (sealed, principal) => {
+    const o = sealer.open(SEAL_KIND.streamableSession, sealed, ownerOf(principal), 'route:graph');
+    return o?.ownerMatches ? o.payload : undefined;
+  },
+};
+
+let server: V2Server;
+before(async () => {
+  server = await startV2Server();
+});
+after(async () => {
+  await server.close();
+});
+
+function translator(opts?: ToModernOptions): Translator {
+  const origin = new URL(server.url).origin;
+  return createToModernTranslator({ upstream: httpPort(origin), state, log: pino({ level: 'silent' }), route: 'graph' }, opts);
+}
+
+/** One exchange as the core makes it; `end()` fires its signal, as the core does when it is over. */
+async function exchange(t: Translator, method: string, body?: unknown, session?: string) {
+  const ac = new AbortController();
+  const headers: Record<string, string> = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
+  if (session) headers['mcp-session-id'] = session;
+  const res = await t.dispatch({
+    method,
+    pathAndQuery: '/mcp',
+    headers,
+    body: body === undefined ? undefined : Buffer.from(JSON.stringify(body)),
+    principal: undefined,
+    signal: ac.signal,
+  });
+  return { res, end: () => ac.abort() };
+}
+
+async function text(res: Readable): Promise<string> {
+  let s = '';
+  for await (const c of res) s += c.toString();
+  return s;
+}
+
+/** The JSON-RPC messages of an event stream, one by one (a plain reader, independent of the gateway's codec). */
+async function* events(res: Readable): AsyncGenerator<Msg> {
+  let buf = '';
+  for await (const chunk of res) {
+    buf += chunk.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) !== -1) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+      if (data) yield JSON.parse(data) as Msg;
+    }
+  }
+}
+
+async function rpc(t: Translator, session: string, id: number | string, method: string, params: Msg = {}): Promise<{ status: number; message: Msg; res: UpstreamResponse }> {
+  const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id, method, params }, session);
+  try {
+    const ct = String(res.headers['content-type']);
+    if (ct.startsWith('text/event-stream')) {
+      let last: Msg | undefined;
+      for await (const m of events(res)) last = m;
+      return { status: res.statusCode, message: last!, res };
+    }
+    return { status: res.statusCode, message: JSON.parse(await text(res)) as Msg, res };
+  } finally {
+    end();
+  }
+}
+
+const CAPS = { elicitation: {} };
+const CLIENT = { name: 'legacy-client', version: '3.1.0' };
+
+async function initialize(t: Translator, protocolVersion = '2025-06-18', capabilities: Msg = CAPS): Promise<{ session: string; result: Msg; res: UpstreamResponse }> {
+  const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion, capabilities, clientInfo: CLIENT } });
+  const body = JSON.parse(await text(res)) as Msg;
+  end();
+  assert.equal(res.statusCode, 200, JSON.stringify(body));
+  return { session: String(res.headers['mcp-session-id']), result: body.result as Msg, res };
+}
+
+/** The requests the upstream saw since `from`, as [method, headers, body]. */
+function seenSince(from: number) {
+  return server.seen.slice(from).filter((s) => s.method === 'POST').map((s) => ({ headers: s.headers, body: s.body as Msg }));
+}
+
+describe('to-modern translator (2025 client → 2026 upstream)', () => {
+  test('initialize is answered from server/discover with a session id; notifications/initialized is 202', async () => {
+    const t = translator();
+    const from = server.seen.length;
+    const { session, result } = await initialize(t);
+    assert.ok(session.length > 0);
+    assert.equal(result.protocolVersion, '2025-06-18');
+    assert.deepEqual(result.serverInfo, { name: 'v2-graph', version: '1.0.0' });
+    assert.equal(result.capabilities.tools.listChanged, true);
+    assert.ok(result.capabilities.logging);
+    for (const k of ['resultType', 'ttlMs', 'cacheScope', 'supportedVersions']) assert.equal(k in result, false, k);
+    const [discover] = seenSince(from);
+    assert.equal(discover.body.method, 'server/discover');
+    assert.equal(discover.headers['mcp-method'], 'server/discover');
+    assert.equal(discover.headers['mcp-protocol-version'], '2026-07-28');
+    assert.deepEqual(discover.body.params._meta[META.clientCapabilities], CAPS);
+    assert.deepEqual(discover.body.params._meta[META.clientInfo], CLIENT);
+
+    // A version the gateway does not know is answered with the newest 2025 revision; discover is cached.
+    const other = await initialize(t, '2024-01-01');
+    assert.equal(other.result.protocolVersion, LEGACY_VERSION);
+    assert.notEqual(other.session, session);
+    assert.equal(seenSince(from).length, 1, 'discover answered from the cache');
+
+    const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', method: 'notifications/initialized' }, session);
+    assert.equal(res.statusCode, 202);
+    end();
+    t.close();
+  });
+
+  test('requests without a session are 400, with a foreign one 404', async () => {
+    const t = translator();
+    const none = await exchange(t, 'POST', { jsonrpc: '2.0', id: 1, method: 'tools/list' });
+    assert.equal(none.res.statusCode, 400);
+    none.end();
+    const foreign = await exchange(t, 'POST', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, 'not-a-session');
+    assert.equal(foreign.res.statusCode, 404);
+    foreign.end();
+    t.close();
+  });
+
+  test('tools/list reaches the upstream enveloped and comes back in the 2025 shape', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    const from = server.seen.length;
+    const { status, message } = await rpc(t, session, 7, 'tools/list', { _meta: { traceKey: 'x' } });
+    assert.equal(status, 200);
+    assert.equal(message.id, 7);
+    const names = (message.result.tools as Msg[]).map((x) => x.name);
+    assert.ok(names.includes('query_graph') && names.includes('pick_graph'));
+    for (const k of ['resultType', 'ttlMs', 'cacheScope', '_meta']) assert.equal(k in message.result, false, k);
+
+    const [up] = seenSince(from);
+    assert.equal(up.headers['mcp-method'], 'tools/list');
+    assert.equal(up.headers['mcp-protocol-version'], '2026-07-28');
+    assert.equal(up.headers['mcp-session-id'], undefined);
+    const meta = up.body.params._meta;
+    assert.equal(meta[META.protocolVersion], '2026-07-28');
+    assert.deepEqual(meta[META.clientCapabilities], CAPS);
+    assert.deepEqual(meta[META.clientInfo], CLIENT);
+    assert.equal(meta.traceKey, 'x', "the client's own _meta keys stay");
+    t.close();
+  });
+
+  test('tools/call carries Mcp-Name and Mcp-Param-Graph; an unseen tool is listed first', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    const from = server.seen.length;
+    // No tools/list before: the translator must learn query_graph's x-mcp-header itself.
+    const { status, message } = await rpc(t, session, 'call-1', 'tools/call', { name: 'query_graph', arguments: { graphName: 'social', query: 'MATCH (n) RETURN n' } });
+    assert.equal(status, 200);
+    assert.equal(message.id, 'call-1');
+    assert.equal(message.result.content[0].text, 'graph social: ran MATCH (n) RETURN n');
+    assert.equal('resultType' in message.result, false);
+
+    const seen = seenSince(from);
+    assert.deepEqual(seen.map((s) => s.body.method), ['tools/list', 'tools/call']);
+    const call = seen[1];
+    assert.equal(call.headers['mcp-method'], 'tools/call');
+    assert.equal(call.headers['mcp-name'], 'query_graph');
+    assert.equal(call.headers['mcp-param-graph'], 'social');
+    assert.equal(call.body.id, 'call-1');
+
+    // Known now: the next call goes straight up.
+    const again = server.seen.length;
+    await rpc(t, session, 2, 'tools/call', { name: 'query_graph', arguments: { graphName: 'g2', query: 'q' } });
+    assert.deepEqual(seenSince(again).map((s) => s.body.method), ['tools/call']);
+    t.close();
+  });
+
+  test('an unknown method (2026: HTTP 404, -32601) is a 2025 JSON-RPC error with HTTP 200', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    const { status, message } = await rpc(t, session, 3, 'nonexistent/method');
+    assert.equal(status, 200);
+    assert.equal(message.error.code, -32601);
+    assert.equal(message.id, 3);
+    t.close();
+  });
+
+  test('ping and logging/setLevel are answered at the gateway; the level rides on later requests', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    const from = server.seen.length;
+    assert.deepEqual((await rpc(t, session, 1, 'ping')).message, { jsonrpc: '2.0', id: 1, result: {} });
+    assert.deepEqual((await rpc(t, session, 2, 'logging/setLevel', { level: 'info' })).message.result, {});
+    assert.equal(seenSince(from).length, 0, 'nothing went upstream');
+
+    const { message, res } = await rpc(t, session, 3, 'tools/call', { name: 'slow_progress', arguments: { steps: 2 }, _meta: { progressToken: 'p1' } });
+    assert.equal(String(res.headers['content-type']).startsWith('text/event-stream'), true, 'the upstream chose SSE');
+    assert.equal(message.result.content[0].text, 'done 2 steps');
+    const up = seenSince(from).find((s) => s.body.method === 'tools/call')!;
+    assert.equal(up.body.params._meta[META.logLevel], 'info');
+    assert.equal(up.body.params._meta.progressToken, 'p1');
+    t.close();
+  });
+
+  test('progress and log messages are relayed on the stream before the result', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    await rpc(t, session, 1, 'logging/setLevel', { level: 'debug' });
+    const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'slow_progress', arguments: { steps: 3 }, _meta: { progressToken: 7 } } }, session);
+    const got: Msg[] = [];
+    for await (const m of events(res)) got.push(m);
+    end();
+    assert.deepEqual(got.map((m) => m.method ?? 'result'), ['notifications/message', 'notifications/progress', 'notifications/progress', 'notifications/progress', 'result']);
+    assert.deepEqual(got.slice(1, 4).map((m) => m.params.progress), [1, 2, 3]);
+    assert.equal(got[4].id, 9);
+    t.close();
+  });
+
+  test('DELETE ends the session: 200, then 404', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    const del = await exchange(t, 'DELETE', undefined, session);
+    assert.equal(del.res.statusCode, 200);
+    del.end();
+    const after = await exchange(t, 'POST', { jsonrpc: '2.0', id: 1, method: 'ping' }, session);
+    assert.equal(after.res.statusCode, 404);
+    after.end();
+    t.close();
+  });
+});

@@ -9,7 +9,7 @@
  * status: `{"jsonrpc":"2.0","id":<request id or null>,"error":{"code":…,"message":…,"data":{"code":"GW_ERR_…"}}}`.
  */
 import type { ServerResponse } from 'node:http';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 
 export const CORE_ERRORS = {
   GW_ERR_NO_ROUTE: { status: 404, rpc: -32000 },

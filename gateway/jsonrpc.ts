@@ -5,7 +5,7 @@
  * microseconds per message on the hot path; routing only needs the envelope, and validating the rest
  * is the upstream's job. The types are the SDK's.
  */
-import type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification } from '@modelcontextprotocol/server';
 import type { JsonRpcId } from './errors.ts';
 
 export type { JSONRPCMessage, JSONRPCRequest, JSONRPCNotification };

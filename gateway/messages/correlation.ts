@@ -11,7 +11,7 @@
  * response stream, but the upstream correlates by id across the whole session; legacy HTTP+SSE answers
  * every POST of a session on one GET stream.
  */
-import type { JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCRequest } from '@modelcontextprotocol/server';
 
 export type Reservation = 'ok' | 'duplicate' | 'full';
 

@@ -22,7 +22,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
 import { rpcError } from '../errors.ts';
 import { idKey, isNotification, isRequest, isResponse } from '../jsonrpc.ts';
 import { StdioChild } from './child.ts';

@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import type { StdioUpstreamConfig } from '../../config/schema.ts';
 import { coreRefusal, type JsonRpcId, type Refusal } from '../errors.ts';
 import { idOf, isMessage, isRequest } from '../jsonrpc.ts';

@@ -19,7 +19,7 @@
  * default), and the gateway's memory stays bounded. Nothing is dropped while the client is connected.
  */
 import type { Logger } from 'pino';
-import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
 import { coreRefusal, rpcError } from '../errors.ts';
 import { idKey, isRequest, isResponse } from '../jsonrpc.ts';
 import { messageEvent } from '../messages/sse-codec.ts';

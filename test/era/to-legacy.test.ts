@@ -1,0 +1,315 @@
+/**
+ * The 2026 → 2025 translator, driven directly (no gateway around it) against real 2025-era servers:
+ * `@modelcontextprotocol/server-everything` (SSE answers, elicitation, progress, subscriptions) and
+ * the SDK v1 graph server in JSON mode. Each test builds the `UpstreamCall`s a 2026 client's exchange
+ * becomes and reads the `UpstreamResponse` as the core would, then ends the exchange (its signal
+ * aborts) as the core does once the answer is read.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createParser } from 'eventsource-parser';
+import pino from 'pino';
+import type { Principal } from '../../gateway/contract.ts';
+import type { UpstreamCall, UpstreamResponse } from '../../gateway/runtime.ts';
+import { ownerOf, SEAL_KIND, SessionSealer } from '../../gateway/session-seal.ts';
+import type { StateSealer, Translator } from '../../gateway/era/translation.ts';
+import { httpPort } from '../../gateway/era/upstream-port.ts';
+import { META, MODERN_VERSION } from '../../gateway/era/versions.ts';
+import { createToLegacyTranslator } from '../../gateway/era/to-legacy/index.ts';
+import { startEverything, type RunningUpstream } from '../helpers/upstreams.ts';
+import { startGraphUpstream, type GraphUpstream } from '../helpers/graph-upstream.ts';
+
+type Msg = Record<string, any>;
+
+const alice: Principal = { issuer: 'https://issuer.test', tenant: 'acme', subject: 'alice', scopes: [], claims: {} };
+const bob: Principal = { issuer: 'https://issuer.test', tenant: 'acme', subject: 'bob', scopes: [], claims: {} };
+
+/** What the core would give a translator: route-bound seals, opened only by their owner. */
+function stateSealer(): StateSealer {
+  const sealer = SessionSealer.random();
+  return {
+    seal: (payload, principal) => sealer.seal(SEAL_KIND.requestState, payload, ownerOf(principal), 'route:test'),
+    open: (sealed, principal) => {
+      const opened = sealer.open(SEAL_KIND.requestState, sealed, ownerOf(principal), 'route:test');
+      return opened?.ownerMatches ? opened.payload : undefined;
+    },
+  };
+}
+
+function translatorFor(origin: string): Translator {
+  return createToLegacyTranslator({ upstream: httpPort(origin), state: stateSealer(), log: pino({ level: 'silent' }), route: 'test' });
+}
+
+let nextId = 1;
+
+/** A 2026 request: its version, capabilities and identity in `_meta`. */
+function request(method: string, params: Msg = {}, opts: { caps?: Msg; meta?: Msg } = {}): Msg {
+  return {
+    jsonrpc: '2.0', id: nextId++, method,
+    params: {
+      ...params,
+      _meta: {
+        [META.protocolVersion]: MODERN_VERSION,
+        [META.clientCapabilities]: opts.caps ?? {},
+        [META.clientInfo]: { name: 'to-legacy-test', version: '1.0.0' },
+        ...opts.meta,
+      },
+    },
+  };
+}
+
+interface Exchange {
+  res: UpstreamResponse;
+  /** Ends the exchange as the core does (answer read, or client gone): the call's signal aborts. */
+  end(): void;
+}
+
+async function exchange(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<Exchange> {
+  const abort = new AbortController();
+  const headers: Msg = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': MODERN_VERSION,
+    'mcp-method': body.method,
+    'x-request-id': `test-${body.id ?? 'note'}`,
+  };
+  if (body.params?.name) headers['mcp-name'] = body.params.name;
+  const call: UpstreamCall = {
+    method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(body)), principal, signal: abort.signal,
+  };
+  const res = await t.dispatch(call);
+  return { res, end: () => abort.abort() };
+}
+
+/** The messages of a whole answer, JSON or SSE, with its status and type. */
+async function readAll(x: Exchange): Promise<{ status: number; type: string; messages: Msg[] }> {
+  const chunks: Buffer[] = [];
+  for await (const c of x.res) chunks.push(Buffer.from(c));
+  x.end();
+  const text = Buffer.concat(chunks).toString('utf8');
+  const type = String(x.res.headers['content-type'] ?? '');
+  const messages: Msg[] = [];
+  if (type.startsWith('text/event-stream')) {
+    const parser = createParser({ onEvent: (e) => messages.push(JSON.parse(e.data)) });
+    parser.feed(text);
+  } else if (text) {
+    messages.push(JSON.parse(text));
+  }
+  return { status: x.res.statusCode, type, messages };
+}
+
+/** One call, its final message. */
+async function ask(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<{ status: number; type: string; messages: Msg[]; last: Msg }> {
+  const all = await readAll(await exchange(t, body, principal));
+  return { ...all, last: all.messages[all.messages.length - 1] };
+}
+
+/** Messages of a long-lived SSE answer, one at a time, as they arrive. */
+function eventsOf(res: UpstreamResponse): { next(): Promise<Msg> } {
+  const queue: Msg[] = [];
+  let wake: (() => void) | undefined;
+  const parser = createParser({ onEvent: (e) => { queue.push(JSON.parse(e.data)); wake?.(); } });
+  res.on('data', (c: Buffer) => parser.feed(c.toString('utf8')));
+  return {
+    async next() {
+      while (queue.length === 0) await new Promise<void>((r) => { wake = r; });
+      return queue.shift()!;
+    },
+  };
+}
+
+describe('2026 client → 2025 upstream (server-everything)', () => {
+  let upstream: RunningUpstream;
+  let t: Translator;
+  before(async () => {
+    upstream = await startEverything('streamableHttp');
+    t = translatorFor(upstream.url);
+  });
+  after(async () => {
+    t.close();
+    await upstream.close();
+  });
+
+  test('server/discover answers from the upstream initialize result', async () => {
+    const { status, type, last } = await ask(t, request('server/discover'));
+    assert.equal(status, 200);
+    assert.match(type, /^application\/json/);
+    const r = last.result;
+    assert.equal(r.resultType, 'complete');
+    assert.deepEqual(r.supportedVersions, [MODERN_VERSION]);
+    assert.ok(r.capabilities.tools, 'tools capability');
+    assert.equal(r.capabilities.tasks, undefined, '2025 tasks are not advertised to a 2026 client');
+    assert.equal(r._meta[META.serverInfo].name, 'mcp-servers/everything');
+    assert.equal(typeof r.instructions, 'string');
+    assert.equal(r.ttlMs, 0);
+    assert.equal(r.cacheScope, 'private');
+  });
+
+  test('tools/list carries resultType, ttlMs and cacheScope; the tool set follows the declared capabilities', async () => {
+    const plain = await ask(t, request('tools/list'));
+    assert.equal(plain.status, 200);
+    const r = plain.last.result;
+    assert.equal(plain.last.id, nextId - 1);
+    assert.equal(r.resultType, 'complete');
+    assert.equal(r.ttlMs, 0);
+    assert.equal(r.cacheScope, 'private');
+    assert.equal(r._meta[META.serverInfo].name, 'mcp-servers/everything');
+    const names = r.tools.map((x: Msg) => x.name);
+    assert.ok(names.includes('echo'));
+    assert.ok(!names.includes('trigger-elicitation-request'), 'no elicitation tool for a client that cannot elicit');
+    // Another capability set is another upstream session, initialized with those capabilities.
+    const eliciting = await ask(t, request('tools/list', {}, { caps: { elicitation: {} } }));
+    assert.ok(eliciting.last.result.tools.some((x: Msg) => x.name === 'trigger-elicitation-request'));
+  });
+
+  test('a tool call streamed by the upstream is streamed, with progress under the client token', async () => {
+    const body = request('tools/call', { name: 'trigger-long-running-operation', arguments: { duration: 0.2, steps: 2 } }, { meta: { progressToken: 'p-1' } });
+    const { status, type, messages, last } = await ask(t, body);
+    assert.equal(status, 200);
+    assert.match(type, /^text\/event-stream/);
+    const progress = messages.filter((m) => m.method === 'notifications/progress');
+    assert.deepEqual(progress.map((m) => [m.params.progressToken, m.params.progress]), [['p-1', 1], ['p-1', 2]]);
+    assert.equal(last.id, body.id);
+    assert.equal(last.result.resultType, 'complete');
+    assert.match(last.result.content[0].text, /Long running operation completed/);
+    assert.ok(!messages.some((m) => m.method === 'notifications/message'), 'no log messages without a logLevel');
+  });
+
+  test('an unknown method is 404 with -32601', async () => {
+    const { status, type, last } = await ask(t, request('nonexistent/method'));
+    assert.equal(status, 404);
+    assert.match(type, /^application\/json/);
+    assert.equal(last.error.code, -32601);
+  });
+
+  test('elicitation becomes input_required; the retry answers it and gets the result; forged or foreign state is refused', async () => {
+    const caps = { elicitation: {} };
+    const first = request('tools/call', { name: 'trigger-elicitation-request', arguments: {} }, { caps });
+    const asked = await ask(t, first);
+    assert.equal(asked.last.id, first.id);
+    const r = asked.last.result;
+    assert.equal(r.resultType, 'input_required');
+    const [key, ...more] = Object.keys(r.inputRequests);
+    assert.equal(more.length, 0);
+    assert.equal(r.inputRequests[key].method, 'elicitation/create');
+    assert.match(r.inputRequests[key].params.message, /Please provide inputs/);
+    assert.equal(typeof r.requestState, 'string');
+
+    const retryWith = (requestState: string) => request('tools/call', {
+      name: 'trigger-elicitation-request', arguments: {},
+      inputResponses: { [key]: { action: 'accept', content: { name: 'Ada Lovelace', check: true } } },
+      requestState,
+    }, { caps });
+
+    const flipped = r.requestState.slice(0, 40) + (r.requestState[40] === 'A' ? 'B' : 'A') + r.requestState.slice(41);
+    const tampered = await ask(t, retryWith(flipped));
+    assert.equal(tampered.status, 400);
+    assert.equal(tampered.last.error.code, -32602);
+    assert.equal(tampered.last.error.data.code, 'GW_ERR_REQUEST_STATE_INVALID');
+
+    const foreign = await ask(t, retryWith(r.requestState), bob);
+    assert.equal(foreign.status, 400);
+    assert.equal(foreign.last.error.data.code, 'GW_ERR_REQUEST_STATE_INVALID');
+
+    // Neither refusal disturbed the parked request: the owner's retry completes it.
+    const retry = retryWith(r.requestState);
+    const done = await ask(t, retry);
+    assert.equal(done.status, 200);
+    assert.equal(done.last.id, retry.id);
+    assert.equal(done.last.result.resultType, 'complete');
+    const text = done.last.result.content.map((c: Msg) => c.text).join('\n');
+    assert.match(text, /User provided the requested information/);
+    assert.match(text, /Name: Ada Lovelace/);
+  });
+
+  test('subscriptions/listen: acknowledged first, then only opted-in notifications, tagged; closing it ends the upstream GET', async () => {
+    const uri = 'demo://resource/dynamic/text/1';
+    const body = request('subscriptions/listen', { notifications: { toolsListChanged: true, resourceSubscriptions: [uri] } });
+    const listen = await exchange(t, body);
+    assert.equal(listen.res.statusCode, 200);
+    assert.match(String(listen.res.headers['content-type']), /^text\/event-stream/);
+    const events = eventsOf(listen.res);
+    const ack = await events.next();
+    assert.deepEqual(ack, {
+      jsonrpc: '2.0',
+      method: 'notifications/subscriptions/acknowledged',
+      params: { _meta: { [META.subscriptionId]: body.id }, notifications: { toolsListChanged: true, resourceSubscriptions: [uri] } },
+    });
+    // The same caller and capabilities share the session: this tool makes the upstream send
+    // resources/updated for the session's subscriptions on its GET stream, at once.
+    const toggled = await ask(t, request('tools/call', { name: 'toggle-subscriber-updates', arguments: {} }));
+    assert.match(toggled.last.result.content[0].text, /Started simulated resource updated/);
+    // (The upstream's log line about the subscription came on the same GET stream; it was not asked for.)
+    const updated = await events.next();
+    assert.deepEqual(updated, {
+      jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri, _meta: { [META.subscriptionId]: body.id } },
+    });
+    await ask(t, request('tools/call', { name: 'toggle-subscriber-updates', arguments: {} }));
+    const closed = once(listen.res, 'close');
+    listen.res.destroy();
+    listen.end();
+    await closed;
+  });
+
+  test('a session the upstream forgot is initialized again, transparently', async () => {
+    const caps = { experimental: { forgetful: {} } };
+    await ask(t, request('tools/list', {}, { caps }));
+    const ids = [...upstream.output().matchAll(/Session initialized with ID: (\S+)/g)].map((m) => m[1]);
+    const sid = ids[ids.length - 1];
+    const del = await fetch(`${upstream.url}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' } });
+    assert.equal(del.status, 200);
+    const again = await ask(t, request('tools/call', { name: 'echo', arguments: { message: 'still here' } }, { caps }));
+    assert.equal(again.status, 200);
+    assert.equal(again.last.result.content[0].text, 'Echo: still here');
+  });
+
+  test('shapes a 2026 server has: GET is 405, a notification is 202, a batch is 400', async () => {
+    const get = await t.dispatch({ method: 'GET', pathAndQuery: '/mcp', headers: {}, body: undefined, principal: alice, signal: new AbortController().signal });
+    assert.equal(get.statusCode, 405);
+    get.resume();
+    const note = await exchange(t, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 12345 } });
+    assert.equal(note.res.statusCode, 202);
+    note.res.resume();
+    const batch = await ask(t, [request('tools/list')] as unknown as Msg);
+    assert.equal(batch.status, 400);
+    assert.equal(batch.last.error.code, -32600);
+    const old = await ask(t, request('tools/list', {}, { meta: { [META.protocolVersion]: '2099-01-01' } }));
+    assert.equal(old.status, 400);
+    assert.equal(old.last.error.code, -32022);
+    assert.deepEqual(old.last.error.data.supported, [MODERN_VERSION]);
+  });
+});
+
+describe('2026 client → 2025 upstream answering JSON (SDK v1)', () => {
+  let graph: GraphUpstream;
+  let t: Translator;
+  before(async () => {
+    graph = await startGraphUpstream({ json: true, graphs: { g1: ['a', 'b'] } });
+    t = translatorFor(new URL(graph.url).origin);
+  });
+  after(async () => {
+    t.close();
+    await graph.close();
+  });
+
+  test('a tool call answered with JSON is answered with JSON, in 2026 shape', async () => {
+    const body = request('tools/call', { name: 'query_graph', arguments: { graphName: 'g1', query: 'MATCH' } }, { meta: { progressToken: 7 } });
+    const { status, type, messages, last } = await ask(t, body);
+    assert.equal(status, 200);
+    assert.match(type, /^application\/json/);
+    assert.equal(messages.length, 1);
+    assert.equal(last.id, body.id);
+    assert.equal(last.result.resultType, 'complete');
+    assert.deepEqual(JSON.parse(last.result.content[0].text), { graph: 'g1', nodes: ['a', 'b'] });
+    assert.equal(last.result._meta[META.serverInfo].name, 'graph-upstream');
+  });
+
+  test('resources/read carries cache hints', async () => {
+    const { last } = await ask(t, request('resources/read', { uri: 'graph://listing' }));
+    assert.equal(last.result.resultType, 'complete');
+    assert.equal(last.result.cacheScope, 'private');
+    assert.equal(last.result.ttlMs, 0);
+    assert.equal(last.result.contents[0].text, '- g1');
+  });
+});

@@ -5,12 +5,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter, once } from 'node:events';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import pino from 'pino';
-import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { createToModernTranslator, type ToModernOptions } from '../../gateway/era/to-modern/index.ts';
 import type { StateSealer, Translator } from '../../gateway/era/translation.ts';
 import { httpPort } from '../../gateway/era/upstream-port.ts';
@@ -18,7 +14,6 @@ import { LEGACY_VERSION, META } from '../../gateway/era/versions.ts';
 import type { UpstreamResponse } from '../../gateway/runtime.ts';
 import { ownerOf, SEAL_KIND, SessionSealer } from '../../gateway/session-seal.ts';
 import { startV2Server, type V2Server } from '../helpers/v2-server.ts';
-import { connectV1 } from '../helpers/v2-client.ts';
 
 type Msg = Record<string, any>;
 
@@ -253,5 +248,136 @@ describe('to-modern translator (2025 client → 2026 upstream)', () => {
     assert.equal(after.res.statusCode, 404);
     after.end();
     t.close();
+  });
+
+  describe('multi round-trip requests as server-to-client requests', () => {
+    test('pick_graph: elicitation/create on the stream, answered by POST, retried upstream with the same requestState', async () => {
+      const t = translator();
+      const { session } = await initialize(t, '2025-11-25');
+      const from = server.seen.length;
+      const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 41, method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, session);
+      assert.equal(String(res.headers['content-type']).startsWith('text/event-stream'), true);
+      const stream = events(res);
+      const ask = (await stream.next()).value as Msg;
+      assert.equal(ask.method, 'elicitation/create');
+      assert.equal(ask.params.message, 'Which graph instead of g?');
+      assert.equal(ask.params.mode, 'form');
+      assert.equal(typeof ask.id, 'string');
+
+      const answer = await exchange(t, 'POST', { jsonrpc: '2.0', id: ask.id, result: { action: 'accept', content: { graph: 'chosen' } } }, session);
+      assert.equal(answer.res.statusCode, 202);
+      answer.end();
+
+      const final = (await stream.next()).value as Msg;
+      end();
+      assert.equal(final.id, 41);
+      assert.equal(final.result.content[0].text, 'picked chosen (asked about g)');
+      assert.equal(final.result.isError, undefined);
+      assert.equal('resultType' in final.result, false);
+
+      const calls = seenSince(from).filter((x) => x.body.method === 'tools/call');
+      assert.equal(calls.length, 2);
+      assert.equal(calls[0].body.id, 41);
+      assert.notEqual(calls[1].body.id, 41, 'the retry has a new id');
+      assert.deepEqual(calls[1].body.params.inputResponses, { graph: { action: 'accept', content: { graph: 'chosen' } } });
+      assert.match(calls[1].body.params.requestState, /^state:g:/);
+      assert.deepEqual(calls[1].body.params.arguments, { graphName: 'g' });
+      assert.equal(calls[1].headers['mcp-name'], 'pick_graph');
+      t.close();
+    });
+
+    test('before 2025-11-25 the elicitation carries no mode', async () => {
+      const t = translator();
+      const { session } = await initialize(t, '2025-06-18');
+      const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'h' } } }, session);
+      const stream = events(res);
+      const ask = (await stream.next()).value as Msg;
+      assert.equal('mode' in ask.params, false);
+      (await exchange(t, 'POST', { jsonrpc: '2.0', id: ask.id, result: { action: 'accept', content: { graph: 'x' } } }, session)).end();
+      assert.equal(((await stream.next()).value as Msg).result.content[0].text, 'picked x (asked about h)');
+      end();
+      t.close();
+    });
+
+    test('a client that declared no elicitation gets an error, never a request', async () => {
+      const t = translator();
+      const { session } = await initialize(t, '2025-11-25', {});
+      const { status, message } = await rpc(t, session, 5, 'tools/call', { name: 'pick_graph', arguments: { graphName: 'g' } });
+      assert.equal(status, 200);
+      assert.equal(message.id, 5);
+      assert.ok(message.error, JSON.stringify(message));
+      t.close();
+    });
+
+    test('the client declining is passed on; the upstream decides', async () => {
+      const t = translator();
+      const { session } = await initialize(t);
+      const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, session);
+      const stream = events(res);
+      const ask = (await stream.next()).value as Msg;
+      (await exchange(t, 'POST', { jsonrpc: '2.0', id: ask.id, result: { action: 'decline' } }, session)).end();
+      const final = (await stream.next()).value as Msg;
+      end();
+      assert.equal(final.result.isError, true);
+      assert.equal(final.result.content[0].text, 'no graph was picked');
+      t.close();
+    });
+
+    test('an unanswered request for input times out with an error under the original id', async () => {
+      const t = translator({ inputTimeoutMs: 50 });
+      const { session } = await initialize(t);
+      const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, session);
+      const got: Msg[] = [];
+      for await (const m of events(res)) got.push(m);
+      end();
+      assert.equal(got.length, 2);
+      assert.equal(got[0].method, 'elicitation/create');
+      assert.equal(got[1].id, 'slow');
+      assert.equal(got[1].error.code, -32001);
+      // Too late: nothing awaits it any more.
+      const late = await exchange(t, 'POST', { jsonrpc: '2.0', id: got[0].id, result: { action: 'accept', content: { graph: 'x' } } }, session);
+      assert.equal(late.res.statusCode, 400);
+      late.end();
+      t.close();
+    });
+
+    test('a response from another session does not match', async () => {
+      const t = translator();
+      const a = await initialize(t);
+      const b = await initialize(t);
+      const { res, end } = await exchange(t, 'POST', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, a.session);
+      const stream = events(res);
+      const ask = (await stream.next()).value as Msg;
+      const wrong = await exchange(t, 'POST', { jsonrpc: '2.0', id: ask.id, result: { action: 'accept', content: { graph: 'stolen' } } }, b.session);
+      assert.equal(wrong.res.statusCode, 400);
+      wrong.end();
+      (await exchange(t, 'POST', { jsonrpc: '2.0', id: ask.id, result: { action: 'accept', content: { graph: 'mine' } } }, a.session)).end();
+      assert.equal(((await stream.next()).value as Msg).result.content[0].text, 'picked mine (asked about g)');
+      end();
+      t.close();
+    });
+
+    test('notifications/cancelled ends the request without an answer; a client that leaves frees its wait', async () => {
+      const t = translator();
+      const { session } = await initialize(t);
+      const first = await exchange(t, 'POST', { jsonrpc: '2.0', id: 'c1', method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, session);
+      const stream = events(first.res);
+      assert.equal(((await stream.next()).value as Msg).method, 'elicitation/create');
+      const cancel = await exchange(t, 'POST', { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'c1' } }, session);
+      assert.equal(cancel.res.statusCode, 202);
+      cancel.end();
+      assert.equal((await stream.next()).done, true, 'the stream ends with no answer');
+      first.end();
+
+      const second = await exchange(t, 'POST', { jsonrpc: '2.0', id: 'c2', method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, session);
+      const s2 = events(second.res);
+      const ask = (await s2.next()).value as Msg;
+      second.end(); // the client left
+      assert.equal((await s2.next()).done, true);
+      const late = await exchange(t, 'POST', { jsonrpc: '2.0', id: ask.id, result: { action: 'accept', content: { graph: 'x' } } }, session);
+      assert.equal(late.res.statusCode, 400);
+      late.end();
+      t.close();
+    });
   });
 });

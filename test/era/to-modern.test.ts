@@ -5,8 +5,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import pino from 'pino';
+import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { createToModernTranslator, type ToModernOptions } from '../../gateway/era/to-modern/index.ts';
 import type { StateSealer, Translator } from '../../gateway/era/translation.ts';
 import { httpPort } from '../../gateway/era/upstream-port.ts';
@@ -14,6 +18,7 @@ import { LEGACY_VERSION, META } from '../../gateway/era/versions.ts';
 import type { UpstreamResponse } from '../../gateway/runtime.ts';
 import { ownerOf, SEAL_KIND, SessionSealer } from '../../gateway/session-seal.ts';
 import { startV2Server, type V2Server } from '../helpers/v2-server.ts';
+import { connectV1 } from '../helpers/v2-client.ts';
 
 type Msg = Record<string, any>;
 
@@ -380,4 +385,153 @@ describe('to-modern translator (2025 client → 2026 upstream)', () => {
       t.close();
     });
   });
+
+  describe('the GET stream, from subscriptions/listen', () => {
+    test('relays tools/list_changed after addTool, untagged, and forgets learned header declarations', async () => {
+      const t = translator();
+      const { session } = await initialize(t);
+      await rpc(t, session, 1, 'tools/list');
+      const from = server.seen.length;
+      const get = await exchange(t, 'GET', undefined, session);
+      // Answered once the upstream acknowledged: everything from here on is seen.
+      assert.equal(get.res.statusCode, 200);
+      assert.equal(String(get.res.headers['content-type']).startsWith('text/event-stream'), true);
+      const listen = seenSince(from).find((x) => x.body.method === 'subscriptions/listen')!;
+      assert.equal(listen.headers['mcp-method'], 'subscriptions/listen');
+      assert.deepEqual(listen.body.params.notifications, { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true });
+
+      const second = await exchange(t, 'GET', undefined, session);
+      assert.equal(second.res.statusCode, 409, 'one GET stream per session');
+      second.end();
+
+      const stream = events(get.res);
+      server.addTool('added_for_get_test');
+      const changed = (await stream.next()).value as Msg;
+      assert.deepEqual(changed, { jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+
+      // The declarations learned from the first tools/list may be stale: the next call lists again.
+      const before = server.seen.length;
+      await rpc(t, session, 2, 'tools/call', { name: 'query_graph', arguments: { graphName: 'after', query: 'q' } });
+      assert.deepEqual(seenSince(before).map((x) => x.body.method), ['tools/list', 'tools/call']);
+
+      // DELETE ends the session and its stream.
+      (await exchange(t, 'DELETE', undefined, session)).end();
+      assert.equal((await stream.next()).done, true);
+      get.end();
+      t.close();
+    });
+
+    test('resources/subscribe renews the listen with the URI before it is answered', async () => {
+      const t = translator();
+      const { session } = await initialize(t);
+      const get = await exchange(t, 'GET', undefined, session);
+      assert.equal(get.res.statusCode, 200);
+      const from = server.seen.length;
+      assert.deepEqual((await rpc(t, session, 3, 'resources/subscribe', { uri: 'graph://listing' })).message.result, {});
+      const renewed = seenSince(from).filter((x) => x.body.method === 'subscriptions/listen');
+      assert.equal(renewed.length, 1);
+      assert.deepEqual(renewed[0].body.params.notifications.resourceSubscriptions, ['graph://listing']);
+      // Subscribing twice changes nothing upstream.
+      const again = server.seen.length;
+      await rpc(t, session, 4, 'resources/subscribe', { uri: 'graph://listing' });
+      assert.equal(seenSince(again).length, 0);
+      get.end();
+      t.close();
+    });
+  });
+
+  test('close() ends open streams: a GET stream and a request waiting for input', async () => {
+    const t = translator();
+    const { session } = await initialize(t);
+    const get = await exchange(t, 'GET', undefined, session);
+    const waiting = await exchange(t, 'POST', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'pick_graph', arguments: { graphName: 'g' } } }, session);
+    const asks = events(waiting.res);
+    assert.equal(((await asks.next()).value as Msg).method, 'elicitation/create');
+    t.close();
+    assert.equal((await asks.next()).done, true);
+    assert.equal((await events(get.res).next()).done, true);
+    get.end();
+    waiting.end();
+    const refused = await exchange(t, 'POST', { jsonrpc: '2.0', id: 2, method: 'ping' }, session);
+    assert.equal(refused.res.statusCode, 503);
+    refused.end();
+  });
+
+  test('the v1 SDK client works through the translator (elicitation, progress, logs, list changes)', async () => {
+    const t = translator();
+    const core = await serveLikeCore(t);
+    const getOpened = once(core.events, 'get');
+    const conn = await connectV1(core.url, { onElicit: (p) => ({ action: 'accept', content: { graph: `v1 answer to: ${p.message}` } }) });
+    try {
+      const tools = await conn.client.listTools();
+      assert.ok(tools.tools.some((x) => x.name === 'query_graph'));
+      const q = await conn.client.callTool({ name: 'query_graph', arguments: { graphName: 'v1g', query: 'RETURN 1' } });
+      assert.deepEqual(q.content, [{ type: 'text', text: 'graph v1g: ran RETURN 1' }]);
+
+      const picked = await conn.client.callTool({ name: 'pick_graph', arguments: { graphName: 'a' } });
+      assert.deepEqual(picked.content, [{ type: 'text', text: 'picked v1 answer to: Which graph instead of a? (asked about a)' }]);
+
+      await conn.client.ping();
+      await conn.client.setLoggingLevel('info');
+      const logs: string[] = [];
+      conn.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(String(n.params.data)));
+      const progress: number[] = [];
+      const slow = await conn.client.callTool({ name: 'slow_progress', arguments: { steps: 2 } }, undefined, { onprogress: (p) => void progress.push(p.progress) });
+      assert.deepEqual(slow.content, [{ type: 'text', text: 'done 2 steps' }]);
+      assert.deepEqual(progress, [1, 2]);
+      assert.deepEqual(logs, ['starting 2 steps']);
+
+      await getOpened;
+      const changed = new Promise<void>((resolve) => conn.client.setNotificationHandler(ToolListChangedNotificationSchema, () => resolve()));
+      server.addTool('added_for_v1');
+      await changed;
+    } finally {
+      await conn.close();
+      await core.close();
+      t.close();
+    }
+  });
 });
+
+/**
+ * A stand-in for the core in front of the translator: it seals the session ids the translator mints
+ * and opens them on the way back, and ends each exchange's signal when its response closes.
+ * Emits `get` once a GET stream's headers are out (the translator answers it once listening).
+ */
+async function serveLikeCore(t: Translator): Promise<{ url: string; events: EventEmitter; close(): Promise<void> }> {
+  const emitter = new EventEmitter();
+  const srv = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const ac = new AbortController();
+    res.on('close', () => ac.abort());
+    const headers = { ...req.headers };
+    const sealed = headers['mcp-session-id'];
+    if (typeof sealed === 'string') {
+      const opened = state.open(sealed, undefined);
+      if (opened === undefined) return void res.writeHead(404).end();
+      headers['mcp-session-id'] = opened;
+    }
+    try {
+      const up = await t.dispatch({ method: req.method ?? 'GET', pathAndQuery: '/mcp', headers, body: chunks.length ? Buffer.concat(chunks) : undefined, principal: undefined, signal: ac.signal });
+      const out = { ...up.headers };
+      if (typeof out['mcp-session-id'] === 'string') out['mcp-session-id'] = state.seal(out['mcp-session-id'], undefined);
+      res.writeHead(up.statusCode, out as http.OutgoingHttpHeaders);
+      res.flushHeaders();
+      if (req.method === 'GET') emitter.emit('get', up.statusCode);
+      up.pipe(res);
+    } catch {
+      if (!res.headersSent) res.writeHead(502).end();
+    }
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    events: emitter,
+    close: async () => {
+      srv.closeAllConnections();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    },
+  };
+}

@@ -81,7 +81,7 @@ export function createToModernTranslator(deps: TranslatorDeps, options: ToModern
   }
 
   /** Requests a 2025 server answers itself, and everything else forwarded. */
-  function request(call: UpstreamCall, session: Session, m: { id: string | number; method: string; params?: unknown }): Promise<UpstreamResponse> | Answer {
+  async function request(call: UpstreamCall, session: Session, m: { id: string | number; method: string; params?: unknown }): Promise<UpstreamResponse> {
     const params = isObject(m.params) ? m.params : {};
     switch (m.method) {
       case 'ping':
@@ -95,7 +95,8 @@ export function createToModernTranslator(deps: TranslatorDeps, options: ToModern
       case 'resources/subscribe':
       case 'resources/unsubscribe': {
         if (typeof params.uri !== 'string') return jsonAnswer(200, rpcFailure(m.id, -32602, 'Invalid params: uri is required'));
-        if (memory.subscribe(session.nonce, params.uri, m.method === 'resources/subscribe')) memory.listen(session.nonce)?.refresh();
+        // Answered once an open GET stream listens with the new filter: from the answer on, updates flow.
+        if (memory.subscribe(session.nonce, params.uri, m.method === 'resources/subscribe')) await memory.listen(session.nonce)?.refresh();
         return jsonAnswer(200, rpcResult(m.id, {}));
       }
       default:

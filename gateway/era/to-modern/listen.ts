@@ -112,11 +112,14 @@ class ListenRelay implements ListenHandle {
     return true;
   }
 
-  refresh(): void {
+  /** Never rejects: the old listen goes on relaying when the new one cannot be opened. */
+  async refresh(): Promise<void> {
     if (this.#closed) return;
-    this.connect().catch((err: unknown) => {
+    try {
+      if (!(await this.connect())) this.#ctx.log.warn('to-modern: subscriptions/listen was not renewed; the previous filter stays');
+    } catch (err) {
       this.#ctx.log.warn({ err: { message: (err as Error)?.message } }, 'to-modern: could not renew subscriptions/listen');
-    });
+    }
   }
 
   close(): void {

@@ -77,8 +77,8 @@ function encode(s: Session): string {
 
 /** A session's GET stream, as far as other requests of the session need to reach it. */
 export interface ListenHandle {
-  /** The resource subscriptions changed: listen upstream again with the new filter. */
-  refresh(): void;
+  /** The resource subscriptions changed: listen upstream again with the new filter; resolves once acknowledged. */
+  refresh(): Promise<void>;
   close(): void;
 }
 

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import pino from 'pino';
 import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { createToModernTranslator, type ToModernOptions } from '../../gateway/era/to-modern/index.ts';
-import type { StateSealer, Translator } from '../../gateway/era/translation.ts';
+import type { StateSealer, Translator, UpstreamPort } from '../../gateway/era/translation.ts';
 import { httpPort } from '../../gateway/era/upstream-port.ts';
 import { LEGACY_VERSION, META } from '../../gateway/era/versions.ts';
 import type { UpstreamResponse } from '../../gateway/runtime.ts';
@@ -199,6 +199,33 @@ describe('to-modern translator (2025 client → 2026 upstream)', () => {
     const again = server.seen.length;
     await rpc(t, session, 2, 'tools/call', { name: 'query_graph', arguments: { graphName: 'g2', query: 'q' } });
     assert.deepEqual(seenSince(again).map((s) => s.body.method), ['tools/call']);
+    t.close();
+  });
+
+  test('a header mismatch (stale declarations) lists the tools again and sends the call once more', async () => {
+    // The first tools/list the translator reads names the header "Stale" instead of "Graph", as if
+    // the upstream changed the tool's schema since; the upstream then refuses the call with -32020.
+    const real = httpPort(new URL(server.url).origin);
+    let stale = true;
+    const port: UpstreamPort = {
+      async send(call) {
+        const res = await real.send(call);
+        if (!stale || JSON.parse(call.body!.toString()).method !== 'tools/list') return res;
+        stale = false;
+        const body = (await text(res)).replace('"x-mcp-header":"Graph"', '"x-mcp-header":"Stale"');
+        return Object.assign(Readable.from([body]), { statusCode: res.statusCode, headers: { 'content-type': 'application/json' }, complete: true });
+      },
+    };
+    const t = createToModernTranslator({ upstream: port, state, log: pino({ level: 'silent' }), route: 'graph' });
+    const { session } = await initialize(t);
+    await rpc(t, session, 1, 'tools/list');
+    const from = server.seen.length;
+    const { message } = await rpc(t, session, 2, 'tools/call', { name: 'query_graph', arguments: { graphName: 'm', query: 'q' } });
+    assert.equal(message.result.content[0].text, 'graph m: ran q');
+    const seen = seenSince(from);
+    assert.deepEqual(seen.map((x) => x.body.method), ['tools/call', 'tools/list', 'tools/call']);
+    assert.equal(seen[0].headers['mcp-param-stale'], 'm');
+    assert.equal(seen[2].headers['mcp-param-graph'], 'm');
     t.close();
   });
 

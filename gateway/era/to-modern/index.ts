@@ -9,7 +9,9 @@
  * its mirror headers, and no session. See forward.ts, input.ts and listen.ts for each part.
  *
  * The session lives in its id (session.ts): any replica serves any request of it, except the answers
- * to server-to-client requests, which must reach the replica holding the stream that asked.
+ * to server-to-client requests, which must reach the replica holding the stream that asked. The core
+ * seals that id, so this translator has nothing of its own to seal (`deps.state` goes unused): the
+ * upstream's `requestState` is relayed as received, and it never leaves the gateway.
  */
 import type { UpstreamCall, UpstreamResponse } from '../../runtime.ts';
 import { isNotification, isRequest, isResponse } from '../../jsonrpc.ts';

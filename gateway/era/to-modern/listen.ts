@@ -150,7 +150,7 @@ class ListenRelay implements ListenHandle {
 
   async #relay(m: Record<string, unknown>): Promise<void> {
     if (m.id !== undefined || m.method === ACKNOWLEDGED) return;
-    if (m.method === 'notifications/tools/list_changed') this.#ctx.upstream.tools.forget();
+    if (m.method === 'notifications/tools/list_changed') this.#ctx.upstream.forgetTools();
     if (!this.stream.send(legacyNotification(m))) await this.stream.drained();
   }
 }

@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Principal } from '../../contract.ts';
 import type { UpstreamResponse } from '../../runtime.ts';
 import { mirrorHeadersOf } from '../mirror-headers.ts';
@@ -44,6 +45,11 @@ export class ModernUpstream {
   readonly #maxMessageBytes: number;
   /** One `tools/list` crawl at a time: concurrent calls of unseen tools wait on the same one. */
   #learning: Promise<void> | undefined;
+  /**
+   * Names still unknown after a crawl, for a while: calls of a tool the upstream does not have must
+   * not each cost a whole `tools/list` (a client could otherwise multiply the upstream's load).
+   */
+  readonly #unlisted = new LRUCache<string, true>({ max: 1000, ttl: 30_000 });
 
   constructor(port: UpstreamPort, maxMessageBytes: number) {
     this.#port = port;
@@ -91,8 +97,15 @@ export class ModernUpstream {
    * calls wait for it; an upstream error leaves the tool unknown and the call goes as it is.
    */
   async ensureTool(caller: Caller, session: Session, level: string | undefined, name: string, signal: AbortSignal): Promise<void> {
-    if (this.tools.of(name) !== undefined) return;
+    if (this.tools.of(name) !== undefined || this.#unlisted.has(name)) return;
     await this.relearn(caller, session, level, signal);
+    if (this.tools.of(name) === undefined) this.#unlisted.set(name, true);
+  }
+
+  /** After `notifications/tools/list_changed`: what was learned, listed or not, may be stale. */
+  forgetTools(): void {
+    this.tools.forget();
+    this.#unlisted.clear();
   }
 
   /** Forgets what was learned and lists the tools again (after a header mismatch: the schema changed). */
@@ -112,7 +125,7 @@ export class ModernUpstream {
       const { message } = await this.settle(caller, 'tools/list', params, signal);
       const result = message?.result;
       if (!isObject(result)) return;
-      if (page === 0) this.tools.forget();
+      if (page === 0) this.forgetTools();
       this.tools.learn(result);
       cursor = result.nextCursor;
       if (typeof cursor !== 'string' || cursor === '') return;

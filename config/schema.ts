@@ -64,6 +64,12 @@ export const HttpUpstreamSchema = z.strictObject({
    */
   headers: z.record(z.string(), z.string()).default({}),
   timeouts: TimeoutsSchema.default(timeoutsDefault),
+  /**
+   * The upstream's MCP era: `"2025"` (initialize, sessions), `"2026"` (2026-07-28, stateless) or
+   * `auto` (probe it with `server/discover` and cache the answer for 5 minutes). When a client's era
+   * differs, the gateway translates (docs/eras.md). Default: `auto`.
+   */
+  era: z.enum(['auto', '2025', '2026']).default('auto'),
   /** HMAC-signed identity headers (tenant, subject, timestamp, signature); see docs/upstream-identity.md. */
   identity: z
     .strictObject({
@@ -76,6 +82,12 @@ export const HttpUpstreamSchema = z.strictObject({
 });
 
 export const StdioUpstreamSchema = z.strictObject({
+  /**
+   * The upstream's MCP era: `"2025"` (initialize, sessions), `"2026"` (2026-07-28, stateless) or
+   * `auto` (probe it with `server/discover` and cache the answer for 5 minutes). When a client's era
+   * differs, the gateway translates (docs/eras.md). Default: `"2025"` (a probe would start a process; set `auto` or `"2026"` for a 2026-era server).
+   */
+  era: z.enum(['auto', '2025', '2026']).default('2025'),
   stdio: z.strictObject({
     /** Program to start, e.g. `mcp-server-memory` or `node`. Looked up on PATH (node_modules/.bin first). */
     command: z.string().min(1),

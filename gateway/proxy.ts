@@ -8,7 +8,8 @@
  *                            check needs the verified principal)
  *   4. request messages     (decoded and inspected only when a plugin reads messages; refusals are
  *                            answered by the gateway and never forwarded)
- *   5. upstream call        (http-proxy-3; the client's credentials are never forwarded)
+ *   5. upstream call        (http-proxy-3; the client's credentials are never forwarded), or a
+ *                            translator when the client's MCP era is not the upstream's (gateway/era/)
  *   6. response             (head hooks in reverse order, then the body: SSE event by event, JSON
  *                            decoded only when a plugin reads messages, anything else piped untouched,
  *                            or refused where a plugin should have read it)
@@ -29,6 +30,7 @@ import { idOf } from './jsonrpc.ts';
 import type { ExchangeCorrelation } from './messages/correlation.ts';
 import type { Correlator, InspectScope } from './messages/inspect.ts';
 import { messageRules, rulesApply, type MessageRules } from './era/message-rules.ts';
+import { translatorFor } from './era/dispatch.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { CompiledRoute, UpstreamTarget } from './runtime.ts';
 import type { SessionSealer } from './session-seal.ts';
@@ -173,8 +175,9 @@ export class ExchangeRun {
         const answered = await inspectRequestBody(this);
         if (answered) return;
       }
-      // 5. Upstream call; 6 starts when its response head arrives (stages/response.ts).
-      callUpstream(this);
+      // 5. Upstream call, or its translation when the client's era is not the upstream's; 6 starts
+      //    when the response head arrives (stages/response.ts).
+      callUpstream(this, await translatorFor(this));
     } catch (err) {
       this.x.log.error({ err }, 'exchange failed');
       this.refuse(coreRefusal('GW_ERR_PLUGIN_FAILED', `the gateway failed while handling this request (exchange ${this.x.id})`));

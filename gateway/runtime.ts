@@ -16,6 +16,11 @@ import { signIdentityHeaders } from './upstream-identity.ts';
 import type { ListenerPolicy } from './listener-policy.ts';
 import type { StdioUpstream } from './stdio/upstream.ts';
 import { ToolHeaders } from './era/tool-headers.ts';
+import type { UpstreamPort } from './era/translation.ts';
+import { UpstreamEra } from './era/upstream-era.ts';
+import { closeTranslators } from './era/dispatch.ts';
+import { httpPort, inProcessPort } from './era/upstream-port.ts';
+import type { Era } from './era/versions.ts';
 
 /**
  * One exchange handed to an upstream served inside the gateway's process (stdio): what an HTTP upstream
@@ -63,6 +68,10 @@ export interface UpstreamTarget {
   readonly inProcess?: InProcessUpstream;
   /** Its tools' `x-mcp-header` declarations, as learned from `tools/list` answers (2026 headers). */
   readonly toolHeaders: ToolHeaders;
+  /** Its MCP era, pinned or probed. */
+  readonly era: UpstreamEra;
+  /** How the gateway's own calls (era probe, translators) reach it. */
+  readonly port: UpstreamPort;
 }
 
 export interface CompiledRoute {
@@ -164,6 +173,7 @@ export class Runtime {
   /** Closes plugins and upstream agents (stdio upstreams are closed by their owner, see StdioCache). */
   async close(log: Logger): Promise<void> {
     await closePlugins(this.plugins, log);
+    for (const list of this.routesByListener.values()) for (const r of list) closeTranslators(r);
     for (const u of this.upstreams.values()) u.agent.destroy();
   }
 }
@@ -245,7 +255,7 @@ async function buildUpstream(
   // No cap on sockets: every open SSE stream holds one for its whole life, and a capped agent would
   // queue stream N+1 forever without an error. Idle keep-alive sockets are bounded instead.
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  if ('stdio' in cfg) return buildStdioUpstream(name, cfg.stdio, dir, agent, ctx);
+  if ('stdio' in cfg) return buildStdioUpstream(name, cfg.stdio, cfg.era, dir, agent, ctx);
   return buildHttpUpstream(name, cfg, agent);
 }
 
@@ -262,6 +272,8 @@ function buildHttpUpstream(name: string, cfg: HttpUpstreamConfig, agent: http.Ag
     timeouts: cfg.timeouts,
     identityPrefix: identity?.headerPrefix.toLowerCase(),
     toolHeaders: new ToolHeaders(),
+    era: new UpstreamEra(cfg.era),
+    port: httpPort(url.origin, agent),
     requestHeaders(principal) {
       if (!identity || !principal) return fixed;
       return { ...fixed, ...signIdentityHeaders(principal, identity, Date.now()) };
@@ -283,6 +295,7 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 async function buildStdioUpstream(
   name: string,
   cfg: StdioUpstreamConfig,
+  era: 'auto' | Era,
   dir: string,
   agent: http.Agent,
   ctx: StdioContext,
@@ -314,6 +327,8 @@ async function buildStdioUpstream(
     timeouts: { connect: 0, firstByte: 0, idle: 0, total: 0 },
     requestHeaders: () => NO_HEADERS,
     toolHeaders: new ToolHeaders(),
+    era: new UpstreamEra(era),
+    port: inProcessPort(upstream),
     stdio: upstream,
     inProcess: upstream,
   };

@@ -22,7 +22,7 @@ const GATEWAY_HEADER_PREFIX = 'x-mcp-gateway-';
 /** Why an in-process upstream's signal aborts: the exchange ended (answered, timed out, or the client left). */
 const EXCHANGE_ENDED = new Error('the exchange ended');
 
-export function callUpstream(run: ExchangeRun): void {
+export function callUpstream(run: ExchangeRun, translator?: InProcessUpstream): void {
   const { upstream, x } = run;
   const headers = x.upstreamHeaders;
   for (const h of Object.keys(headers)) {
@@ -45,6 +45,7 @@ export function callUpstream(run: ExchangeRun): void {
   const firstByte = legacyPost > 0 ? (t.firstByte > 0 ? Math.min(t.firstByte, legacyPost) : legacyPost) : t.firstByte;
   if (firstByte > 0) run.after(firstByte, () => { if (!run.res.headersSent) onTimeout(run, 'firstByte'); });
 
+  if (translator) return dispatchInProcess(run, translator);
   if (upstream.inProcess) return dispatchInProcess(run, upstream.inProcess);
   run.env.proxy.web(run.req, run.res, {
     target: upstream.origin + run.upstreamPathAndQuery,

@@ -15,6 +15,7 @@ import {
   Key, PRINCIPAL, definePlugin,
   type Exchange, type JSONRPCMessage, type JSONRPCRequest, type MessageContext, type MessageVerdict, type Verdict,
 } from '../../gateway/contract.ts';
+import { LRUCache } from 'lru-cache';
 import { GraphRewriteConfigSchema, type GraphRewriteConfig } from './config.ts';
 import { TenantNames, mapStrings } from './names.ts';
 
@@ -68,9 +69,23 @@ export default definePlugin({
       let content: Record<string, unknown> | undefined;
       for (const f of answerFields) {
         const v = answer.content[f];
-        if (typeof v === 'string' && v.trim() !== '') (content ??= { ...answer.content })[f] = names.toUpstream(v);
+        if (typeof v === 'string' && v.trim() !== '') {
+          const upstream = names.toUpstream(v);
+          (content ??= { ...answer.content })[f] = upstream;
+          rememberAnswer(names, upstream);
+        }
       }
       return content ? { ...answer, content } : answer;
+    }
+
+    /**
+     * Names a tenant typed into answers lately. A 2025 answer travels in its own POST, apart from the
+     * call whose result will echo the name, so the plugin remembers a few per tenant to unprefix them.
+     */
+    const answered = new LRUCache<string, string[]>({ max: 10_000 });
+    function rememberAnswer(names: TenantNames, upstream: string): void {
+      const list = answered.get(names.tenant) ?? [];
+      if (!list.includes(upstream)) answered.set(names.tenant, [upstream, ...list].slice(0, 32));
     }
 
     /** Graph names in a retry's (already prefixed) accepted answers. */
@@ -156,7 +171,7 @@ export default definePlugin({
           if (clientName === undefined) return; // not a request this plugin rewrote
           // The names the client gave, in the arguments and in elicitation answers, come back as it gave them.
           const given: Array<[string, string]> = [[upstreamName as string, clientName]];
-          for (const n of answeredNames((params as { inputResponses?: unknown }).inputResponses)) {
+          for (const n of [...answeredNames((params as { inputResponses?: unknown }).inputResponses), ...(answered.get(names.tenant) ?? [])]) {
             const c = names.toClient(n);
             if (c !== undefined) given.push([n, c]);
           }

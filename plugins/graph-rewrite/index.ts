@@ -17,6 +17,7 @@ import {
 } from '../../gateway/contract.ts';
 import { LRUCache } from 'lru-cache';
 import { GraphRewriteConfigSchema, type GraphRewriteConfig } from './config.ts';
+import { filterResourceListing, filterToolListing } from './listings.ts';
 import { TenantNames, mapStrings } from './names.ts';
 
 /** JSON-RPC "invalid params". */
@@ -24,8 +25,6 @@ const RPC_INVALID_PARAMS = -32602;
 /** JSON-RPC "internal error". */
 const RPC_INTERNAL_ERROR = -32603;
 
-/** Text that replaces a failed listing's error: the upstream's text could name other tenants' graphs. */
-const LISTING_FAILED = 'The upstream could not list graphs (its error text is withheld by the gateway).';
 
 interface ToolRule {
   argument: string;
@@ -283,37 +282,6 @@ function mapResult(result: unknown, fn: (s: string) => string): unknown {
   const { requestState, ...rest } = result;
   const mapped = mapStrings(rest, fn);
   return mapped === rest ? result : { ...mapped, requestState };
-}
-
-/** A `tools/call` listing result: text content filtered line by line, everything else dropped. */
-function filterToolListing(result: unknown, error: unknown, linePrefix: string, names: TenantNames): { result?: unknown; error?: unknown } {
-  if (result === undefined) return { error: withheldError(error) };
-  if (!isObject(result)) return { result: { content: [] } };
-  const content = Array.isArray(result.content) ? result.content : [];
-  if (result.isError === true) return { result: { content: [{ type: 'text', text: LISTING_FAILED }], isError: true } };
-  const kept = content
-    .filter((c): c is { type: 'text'; text: string } => isObject(c) && c.type === 'text' && typeof c.text === 'string')
-    .map((c) => ({ ...c, text: names.filterListing(c.text, linePrefix) }));
-  // structuredContent is dropped: its shape is unknown, so it cannot be filtered.
-  const { structuredContent: _dropped, ...rest } = result;
-  return { result: { ...rest, content: kept } };
-}
-
-/** A `resources/read` listing result: each text content filtered, binary contents dropped. */
-function filterResourceListing(result: unknown, error: unknown, linePrefix: string, names: TenantNames): { result?: unknown; error?: unknown } {
-  if (result === undefined) return { error: withheldError(error) };
-  if (!isObject(result)) return { result: { contents: [] } };
-  const contents = Array.isArray(result.contents) ? result.contents : [];
-  const kept = contents
-    .filter((c): c is { text: string } => isObject(c) && typeof c.text === 'string')
-    .map((c) => ({ ...c, text: names.filterListing(c.text, linePrefix) }));
-  // Filtered per tenant: a 2026 result must not be kept by shared caches.
-  return { result: { ...result, contents: kept, ...('cacheScope' in result ? { cacheScope: 'private' } : {}) } };
-}
-
-function withheldError(error: unknown): unknown {
-  const code = isObject(error) && typeof error.code === 'number' ? error.code : RPC_INTERNAL_ERROR;
-  return { code, message: LISTING_FAILED };
 }
 
 /** The response `msg` with its result or error replaced (id and jsonrpc kept). */

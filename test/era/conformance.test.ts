@@ -3,7 +3,7 @@
  *
  * The MCP conformance suite's server scenarios (`@modelcontextprotocol/conformance`, run with
  * `--requirements <revision>`: the scenarios that revision requires plus those it runs unscored) are run
- * against one SDK v2 server-under-test (test/helpers/conformance-server.ts), on these legs:
+ * against an SDK v2 server-under-test (test/helpers/conformance-server.ts, serving both eras), on legs:
  * - `direct`: the server itself;
  * - `plain`:  through the gateway on a route without plugins;
  * - `full`:   through the gateway on a route with the whole pipeline (audit, token + jwt with a bearer
@@ -13,17 +13,25 @@
  * Every check of every scenario must have the same outcome through the gateway as directly: a check
  * the server fails is fine as long as it fails the same way through the gateway.
  *
+ * Three phases, in this order, because the gateway learns an upstream's era from the first 2026
+ * client (`server/discover`) and from then on translates 2025 clients for it:
+ * 1. 2025-11-25 while no 2026 client has been seen: 2025 traffic passes untranslated (as it does to
+ *    any 2025-only upstream);
+ * 2. 2026-07-28;
+ * 3. 2025-11-25 again, the upstreams now known as 2026-era (the steady state for a dual-era server):
+ *    2025 clients go through the gateway's 2025→2026 translator. Compared with phase 1's direct run.
+ *
  * Each leg has its own server instance (the listen triggers broadcast to every open
  * `subscriptions/listen` stream of a server, so two runs sharing one could see each other's events).
- * The suite has a few timing windows of its own (a listen stream is read for 1 s, an SSE event awaited
- * for 2 s); a scenario that differs is run again alone on both sides before the difference counts, so a
+ * The suite has timing windows of its own (a listen stream is read for 1 s, an SSE event awaited for
+ * 2 s); a scenario that differs is run again alone on both sides before the difference counts, so a
  * slow machine cannot fail the test by itself.
  *
- * Known gateway defects (a check differing only through the gateway) are listed in GATEWAY_DEFECTS and
+ * Known gateway defects (checks differing only through the gateway) are listed in GATEWAY_DEFECTS and
  * their subtests are `todo`: visible in the report, not failing the suite.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { startConformanceServer, type ConformanceServer } from '../helpers/conformance-server.ts';
 import {
   differences,
@@ -40,32 +48,42 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { authPluginItems, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 
 type Leg = 'direct' | 'plain' | 'full' | 'url';
-const VIA: Record<Revision, Array<Exclude<Leg, 'direct'>>> = {
-  '2026-07-28': ['plain'],
-  '2025-11-25': ['plain'],
-};
+type Via = Exclude<Leg, 'direct'>;
+type Phase = '2025-11-25' | '2026-07-28' | '2025-11-25 translated';
 
 /**
- * Checks that differ only through the gateway, keyed `<revision> <leg> <scenario> › <check>`. Each is a
- * gateway defect found by this test and left to the gateway's owners; its subtest is `todo`.
+ * Checks that differ only through the gateway: `<phase> <leg> <scenario> › <check>`, or
+ * `<phase> <leg> <scenario>` for every check of a scenario. Each is a gateway defect found by this
+ * test and left to the gateway's owners; its subtests are `todo`.
  */
 const DELETE_502 =
-  'gateway defect: on a route whose plugins inspect responses (audit with messages, tool-policy, graph-rewrite), ' +
-  'the upstream\'s answer to DELETE (SDK v2 transport: 200, no Content-Type, empty chunked body) is refused as ' +
-  '502 GW_ERR_UPSTREAM_UNINSPECTABLE (gateway/stages/response.ts respond(): bodyless() knows only 204/304/202/Content-Length: 0), ' +
-  'so the session is not ended for the client';
+  'gateway defect: on a route whose plugins inspect responses (audit with messages, tool-policy, graph-rewrite), the upstream\'s ' +
+  'answer to DELETE (SDK v2 transport: 200, no Content-Type, empty chunked body) is refused as 502 GW_ERR_UPSTREAM_UNINSPECTABLE ' +
+  '(gateway/stages/response.ts respond(): bodyless() knows only 204/304/202/Content-Length: 0), so the client cannot end its session';
+const REPLAY_UNMATCHED =
+  'gateway defect (graph-rewrite): the server closes a POST stream mid-call (SEP-1699 polling), the client resumes with GET + ' +
+  'Last-Event-ID and the server replays the tool result on that GET stream; graph-rewrite cannot attribute the replayed response ' +
+  'to a request and replaces it with -32603 GW_ERR_GRAPH_RESPONSE_UNMATCHED, so the client never gets its result';
+const TRANSLATED =
+  'gateway defect (era translation): once a 2026 client has made the gateway learn this upstream as 2026-era, 2025 clients are ' +
+  'translated to its 2026 leg although the upstream serves 2025 natively (its server/discover lists only modern versions, as SDK v2 ' +
+  'does by design); what 2025 alone can do is then lost';
 const GATEWAY_DEFECTS: Record<string, string> = {
   '2025-11-25 full server-session-lifecycle › server-session-delete-accepted': DELETE_502,
-  '2025-11-25 full server-session-lifecycle › server-session-terminated-returns-404':
-    `${DELETE_502} (the suite then skips its 404-after-DELETE check)`,
-  '2025-11-25 full server-sse-polling › server-sse-disconnect-resume':
-    'gateway defect (graph-rewrite): after the server closes a POST stream mid-call, the client resumes with GET + Last-Event-ID ' +
-    'and the server replays the tool result on that GET stream; graph-rewrite cannot attribute the replayed response to a request ' +
-    'and replaces it with -32603 GW_ERR_GRAPH_RESPONSE_UNMATCHED, so the client never gets its result',
+  '2025-11-25 full server-session-lifecycle › server-session-terminated-returns-404': `${DELETE_502} (the suite then skips its 404-after-DELETE check)`,
+  '2025-11-25 full server-sse-polling › server-sse-disconnect-resume': REPLAY_UNMATCHED,
+  ...Object.fromEntries((['plain', 'full'] as const).flatMap((leg) => [
+    [`2025-11-25 translated ${leg} tools-call-sampling`, `${TRANSLATED}: the tool's sampling/createMessage request never reaches the client`],
+    [`2025-11-25 translated ${leg} tools-call-elicitation`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
+    [`2025-11-25 translated ${leg} elicitation-sep1034-defaults`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
+    [`2025-11-25 translated ${leg} elicitation-sep1330-enums`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
+    [`2025-11-25 translated ${leg} server-sse-multiple-streams › server-sse-streams-functional`, `${TRANSLATED}: concurrent POSTs on the session are not answered with their own SSE streams`],
+    [`2025-11-25 translated ${leg} server-sse-polling`, `${TRANSLATED}: no priming event, no retry field, no mid-call close and resume (SEP-1699)`],
+  ])),
 };
 
 /**
- * Scenarios the runner cannot drive on a leg, for a reason of the runner's own, keyed `<leg> <scenario>`.
+ * Scenarios the runner cannot drive on a leg, for a reason of the runner's own: `<leg> <scenario>`.
  * http-header-validation and http-custom-header-server-validation send their probes with `node:http`
  * using only the URL's path, so a `?token=` never reaches the gateway and every probe is answered 401.
  * The same scenarios run on the `full` leg, whose credential is a header.
@@ -106,6 +124,7 @@ describe('conformance: server scenarios through the gateway as directly', () => 
   const servers = new Map<Leg, ConformanceServer>();
   let gw: TestGateway;
   let bearer: string;
+  const directRuns = new Map<Revision, ConformanceRun>();
   const started = Date.now();
 
   before(async () => {
@@ -158,34 +177,21 @@ routes:
     return { url: `${gw.url('url')}/mcp?token=${encodeURIComponent(bearer.slice('Bearer '.length))}` };
   };
 
-  test('the full-pipeline routes refuse a request without the token (so the runs below went through auth)', async () => {
-    for (const leg of ['full', 'url'] as const) {
-      const res = await fetch(`${gw.url(leg)}/mcp`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
-      });
-      await res.text();
-      assert.equal(res.status, 401, leg);
-    }
-  });
+  /** Runs the direct leg (unless given) and the gateway legs, then compares every check. */
+  async function compare(t: TestContext, phase: Phase, revision: Revision, legs: Via[], direct?: ConformanceRun): Promise<ConformanceRun> {
+    const todo: Leg[] = direct ? legs : ['direct', ...legs];
+    const results = await pooled(todo.map((leg) => () => runServerConformance({ ...target(leg), revision })), 2);
+    const runs = new Map<Leg, ConformanceRun>(todo.map((leg, i) => [leg, results[i]]));
+    direct ??= runs.get('direct')!;
+    for (const [leg, run] of runs) t.diagnostic(`${phase} ${LEG_LABEL[leg]}: ${summary(run)}`);
 
-  for (const revision of ['2026-07-28', '2025-11-25'] as const) {
-    test(`${revision}: every check has the same outcome through the gateway as directly`, async (t) => {
-      const legs: Leg[] = ['direct', ...VIA[revision]];
-      const runs = new Map<Leg, ConformanceRun>();
-      const results = await pooled(legs.map((leg) => () => runServerConformance({ ...target(leg), revision })), 2);
-      legs.forEach((leg, i) => runs.set(leg, results[i]));
-      for (const leg of legs) t.diagnostic(`${revision} ${LEG_LABEL[leg]}: ${summary(runs.get(leg)!)}`);
+    const { scored, notScored } = await requirementSet(revision);
+    await t.test('every scenario of the requirement set ran on every leg', () => {
+      const expected = [...scored, ...notScored.map((n) => n.scenario)].sort();
+      for (const [leg, run] of runs) assert.deepEqual([...run.scenarios.keys()].sort(), expected, leg);
+    });
 
-      const { scored, notScored } = await requirementSet(revision);
-      const direct = runs.get('direct')!;
-
-      await t.test('every scenario of the requirement set ran on every leg', () => {
-        const expected = [...scored, ...notScored.map((n) => n.scenario)].sort();
-        for (const leg of legs) assert.deepEqual([...runs.get(leg)!.scenarios.keys()].sort(), expected, leg);
-      });
-
+    if (runs.has('direct')) {
       await t.test('directly, the server passes every scored scenario (failures listed are the server\'s, not the gateway\'s)', async (st) => {
         const failing: string[] = [];
         for (const scenario of scored) {
@@ -202,47 +208,96 @@ routes:
         }
         assert.deepEqual(failing, []);
       });
+    }
 
-      for (const leg of VIA[revision]) {
-        await t.test(LEG_LABEL[leg], async (lt) => {
-          const via = runs.get(leg)!;
-          for (const scenario of direct.scenarios.keys()) {
-            const limit = HARNESS_LIMITS[`${leg} ${scenario}`];
-            if (limit) {
-              await lt.test(scenario, { skip: limit }, () => {});
-              continue;
-            }
-            let diffs = differences(scenario, direct.scenarios.get(scenario), via.scenarios.get(scenario));
-            const known = (d: Difference) => GATEWAY_DEFECTS[`${revision} ${leg} ${scenario} › ${d.check}`];
-            if (diffs.some((d) => !known(d))) {
-              // Both sides again, alone: a difference must reproduce to count.
-              const [again, againVia] = [
-                await runServerConformance({ ...target('direct'), revision, scenario }),
-                await runServerConformance({ ...target(leg), revision, scenario }),
-              ];
-              const first = diffs;
-              diffs = differences(scenario, again.scenarios.get(scenario), againVia.scenarios.get(scenario));
-              if (!diffs.some((d) => !known(d))) lt.diagnostic(`${scenario} differed on the first run only: ${first.map(explain).join('; ')}`);
-            }
-            await lt.test(scenario, () => {
-              assert.deepEqual(diffs.filter((d) => !known(d)).map(explain), []);
-            });
-            // Known defects: one todo subtest per check, still asserted, so the report shows them.
-            const viaOutcomes = outcomesOf(via.scenarios.get(scenario) ?? []);
-            const directOutcomes = outcomesOf(direct.scenarios.get(scenario) ?? []);
-            for (const check of new Set([...directOutcomes.keys(), ...viaOutcomes.keys()])) {
-              const reason = GATEWAY_DEFECTS[`${revision} ${leg} ${scenario} › ${check}`];
-              if (!reason) continue;
-              await lt.test(`${scenario} › ${check}`, { todo: reason }, () => {
-                assert.equal(viaOutcomes.get(check)?.status, directOutcomes.get(check)?.status,
-                  explain({ scenario, check, direct: directOutcomes.get(check), via: viaOutcomes.get(check) }));
-              });
-            }
+    for (const leg of legs) {
+      await t.test(LEG_LABEL[leg], async (lt) => {
+        for (const scenario of direct.scenarios.keys()) {
+          const limit = HARNESS_LIMITS[`${leg} ${scenario}`];
+          if (limit) {
+            await lt.test(scenario, { skip: limit }, () => {});
+            continue;
           }
-        });
-      }
-      t.diagnostic(`elapsed since the file started: ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    });
+          const wholeScenario = GATEWAY_DEFECTS[`${phase} ${leg} ${scenario}`];
+          const known = (check: string) => GATEWAY_DEFECTS[`${phase} ${leg} ${scenario} › ${check}`] ?? wholeScenario;
+          let directChecks = direct.scenarios.get(scenario);
+          let viaChecks = runs.get(leg)!.scenarios.get(scenario);
+          let diffs = differences(scenario, directChecks, viaChecks);
+          if (diffs.some((d) => !known(d.check))) {
+            // Both sides again, alone: a difference must reproduce to count.
+            const first = diffs;
+            directChecks = (await runServerConformance({ ...target('direct'), revision, scenario })).scenarios.get(scenario);
+            viaChecks = (await runServerConformance({ ...target(leg), revision, scenario })).scenarios.get(scenario);
+            diffs = differences(scenario, directChecks, viaChecks);
+            if (!diffs.some((d) => !known(d.check))) lt.diagnostic(`${scenario} differed on the first run only: ${first.map(explain).join('; ')}`);
+          }
+          await lt.test(scenario, () => {
+            assert.deepEqual(diffs.filter((d) => !known(d.check)).map(explain), []);
+          });
+          // Known defects, still asserted so the report shows them (and shows them fixed).
+          if (wholeScenario) {
+            await lt.test(`${scenario} (every check)`, { todo: wholeScenario }, () => {
+              assert.deepEqual(diffs.map(explain), []);
+            });
+          }
+          const directOutcomes = outcomesOf(directChecks ?? []);
+          const viaOutcomes = outcomesOf(viaChecks ?? []);
+          for (const check of new Set([...directOutcomes.keys(), ...viaOutcomes.keys()])) {
+            const reason = GATEWAY_DEFECTS[`${phase} ${leg} ${scenario} › ${check}`];
+            if (!reason) continue;
+            await lt.test(`${scenario} › ${check}`, { todo: reason }, () => {
+              const d: Difference = { scenario, check, direct: directOutcomes.get(check), via: viaOutcomes.get(check) };
+              assert.equal(d.via?.status, d.direct?.status, explain(d));
+            });
+          }
+        }
+      });
+    }
+    t.diagnostic(`elapsed since the file started: ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    return direct;
   }
-});
 
+  test('the full-pipeline routes refuse a request without the token (so the runs below went through auth)', async () => {
+    for (const leg of ['full', 'url'] as const) {
+      const res = await fetch(`${gw.url(leg)}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+      });
+      await res.text();
+      assert.equal(res.status, 401, leg);
+    }
+  });
+
+  test('2025-11-25, before any 2026 client (untranslated): every check has the same outcome through the gateway as directly', async (t) => {
+    directRuns.set('2025-11-25', await compare(t, '2025-11-25', '2025-11-25', ['plain', 'full']));
+  });
+
+  test('2026-07-28: every check has the same outcome through the gateway as directly', async (t) => {
+    await compare(t, '2026-07-28', '2026-07-28', ['plain', 'full', 'url']);
+  });
+
+  test('2025-11-25, upstream known as 2026-era (translated): every check has the same outcome through the gateway as directly', async (t) => {
+    // The era is learned from a 2026 client's traffic; make sure each route has seen one (phase 2 did,
+    // unless it was filtered out).
+    for (const leg of ['plain', 'full'] as const) {
+      const { url, authorization } = target(leg);
+      const meta = {
+        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+        'io.modelcontextprotocol/clientInfo': { name: 'era-probe', version: '1' },
+        'io.modelcontextprotocol/clientCapabilities': {},
+      };
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json', accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28', 'mcp-method': 'server/discover', ...(authorization ? { authorization } : {}),
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'server/discover', params: { _meta: meta } }),
+      });
+      await res.text();
+      assert.equal(res.status, 200, leg);
+    }
+    await compare(t, '2025-11-25 translated', '2025-11-25', ['plain', 'full'], directRuns.get('2025-11-25'));
+  });
+});

@@ -33,6 +33,7 @@ import {
   ResourceTemplate,
   WebStandardStreamableHTTPServerTransport,
   type CallToolResult,
+  type ElicitRequestFormParams,
   type EventStore,
   type GetPromptResult,
   type InputRequests,
@@ -151,13 +152,13 @@ export async function startConformanceServer(): Promise<ConformanceServer> {
         const r = await ctx.mcpReq.send({ method: 'sampling/createMessage', params: { messages: [{ role: 'user', content: { type: 'text', text: prompt } }], maxTokens: 100 } }) as { content?: { text?: string } };
         return text(`LLM response: ${r.content?.text ?? 'No response'}`);
       });
-    const elicitTool = (name: string, description: string, message: string, properties: Record<string, unknown>, required: string[] = []) =>
+    const elicitTool = (name: string, description: string, message: string, properties: ElicitRequestFormParams['requestedSchema']['properties'], required: string[] = []) =>
       server.registerTool(name, { description, inputSchema: name === 'test_elicitation' ? z.object({ message: z.string() }) : noArgs },
         async (args, ctx) => {
           const r = await ctx.mcpReq.send({
             method: 'elicitation/create',
             params: { message: (args as { message?: string }).message ?? message, requestedSchema: { type: 'object', properties, required } },
-          } as never) as { action?: string; content?: unknown };
+          }) as { action?: string; content?: unknown };
           return text(`Elicitation completed: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
         });
     elicitTool('test_elicitation', 'Asks the user one question', '', { response: { type: 'string', description: 'User\'s response' } }, ['response']);
@@ -399,19 +400,19 @@ export async function startConformanceServer(): Promise<ConformanceServer> {
       return stream;
     },
   };
-  const notFound = (status: number, code: number, message: string) =>
+  const rpcError = (status: number, code: number, message: string) =>
     Response.json({ jsonrpc: '2.0', error: { code, message }, id: null }, { status });
 
   async function legacy(request: Request, body: unknown): Promise<Response> {
     const sid = request.headers.get('mcp-session-id');
     if (sid) {
       const t = sessions.get(sid);
-      if (!t) return notFound(404, -32001, 'Session not found');
+      if (!t) return rpcError(404, -32001, 'Session not found');
       return t.handleRequest(request, body === undefined ? undefined : { parsedBody: body });
     }
-    if (request.method !== 'POST') return notFound(400, -32000, 'Bad Request: Mcp-Session-Id required');
+    if (request.method !== 'POST') return rpcError(400, -32000, 'Bad Request: Mcp-Session-Id required');
     const isInit = !Array.isArray(body) && (body as { method?: unknown } | undefined)?.method === 'initialize';
-    if (!isInit) return notFound(400, -32000, 'Bad Request: no session; initialize first');
+    if (!isInit) return rpcError(400, -32000, 'Bad Request: no session; initialize first');
     const server = build();
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
@@ -420,7 +421,8 @@ export async function startConformanceServer(): Promise<ConformanceServer> {
       onsessioninitialized: (id) => { sessions.set(id, transport); },
       onsessionclosed: (id) => { sessions.delete(id); subscriptions.delete(id); },
     });
-    transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); void server.close(); };
+    // Set before connect: the server chains its own close handling after this one.
+    transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
     await server.connect(transport);
     return transport.handleRequest(request, { parsedBody: body });
   }
@@ -431,7 +433,7 @@ export async function startConformanceServer(): Promise<ConformanceServer> {
       let body: unknown;
       if (request.method === 'POST') {
         const raw = await request.text();
-        try { body = raw ? JSON.parse(raw) : undefined; } catch { return notFound(400, -32700, 'Parse error'); }
+        try { body = raw ? JSON.parse(raw) : undefined; } catch { return rpcError(400, -32700, 'Parse error'); }
         // Re-create the request: its body has been read.
         request = new Request(request.url, { method: 'POST', headers: request.headers, body: raw, signal: request.signal });
       }

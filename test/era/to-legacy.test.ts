@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { createParser } from 'eventsource-parser';
 import pino from 'pino';
 import type { Principal } from '../../gateway/contract.ts';
@@ -37,8 +37,43 @@ function stateSealer(): StateSealer {
   };
 }
 
-function translatorFor(origin: string): Translator {
-  return createToLegacyTranslator({ upstream: httpPort(origin), state: stateSealer(), log: pino({ level: 'silent' }), route: 'test' });
+/** A call the translator made upstream, and the answer it got. */
+interface Seen {
+  method: string;
+  headers: Msg;
+  body: Msg | undefined;
+  res: UpstreamResponse;
+}
+
+/**
+ * The translator over the upstream at `origin`, through a port that records every call it makes, so
+ * tests can assert what a 2025 server was sent, and wait for a call to be made.
+ */
+function translatorFor(origin: string): { t: Translator; seen: Seen[]; made(pred: (s: Seen) => boolean): Promise<Seen> } {
+  const port = httpPort(origin);
+  const seen: Seen[] = [];
+  const calls = new EventEmitter();
+  const upstream = {
+    async send(call: UpstreamCall): Promise<UpstreamResponse> {
+      const res = await port.send(call);
+      const entry = { method: call.method, headers: call.headers as Msg, body: call.body ? JSON.parse(call.body.toString('utf8')) : undefined, res };
+      seen.push(entry);
+      calls.emit('call', entry);
+      return res;
+    },
+  };
+  const t = createToLegacyTranslator({ upstream, state: stateSealer(), log: pino({ level: 'silent' }), route: 'test' });
+  const made = (pred: (s: Seen) => boolean) => new Promise<Seen>((resolve) => {
+    const hit = seen.find(pred);
+    if (hit) return resolve(hit);
+    const on = (s: Seen) => {
+      if (!pred(s)) return;
+      calls.off('call', on);
+      resolve(s);
+    };
+    calls.on('call', on);
+  });
+  return { t, seen, made };
 }
 
 let nextId = 1;
@@ -59,50 +94,35 @@ function request(method: string, params: Msg = {}, opts: { caps?: Msg; meta?: Ms
   };
 }
 
-interface Exchange {
-  res: UpstreamResponse;
-  /** Ends the exchange as the core does (answer read, or client gone): the call's signal aborts. */
-  end(): void;
-}
-
-async function exchange(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<Exchange> {
+/** Sends one client exchange; `end()` ends it as the core does (answer read, or client gone): its signal aborts. */
+async function exchange(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<{ res: UpstreamResponse; end(): void }> {
   const abort = new AbortController();
-  const headers: Msg = {
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    'mcp-protocol-version': MODERN_VERSION,
-    'mcp-method': body.method,
-    'x-request-id': `test-${body.id ?? 'note'}`,
-  };
+  const headers: Msg = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN_VERSION, 'mcp-method': body.method };
   if (body.params?.name) headers['mcp-name'] = body.params.name;
-  const call: UpstreamCall = {
-    method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(body)), principal, signal: abort.signal,
-  };
-  const res = await t.dispatch(call);
+  const res = await t.dispatch({ method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(body)), principal, signal: abort.signal });
   return { res, end: () => abort.abort() };
 }
 
-/** The messages of a whole answer, JSON or SSE, with its status and type. */
-async function readAll(x: Exchange): Promise<{ status: number; type: string; messages: Msg[] }> {
+/** One exchange, its whole answer (JSON or SSE): status, content type, messages, and the final one. */
+async function ask(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<{ status: number; type: string; messages: Msg[]; last: Msg }> {
+  const x = await exchange(t, body, principal);
   const chunks: Buffer[] = [];
   for await (const c of x.res) chunks.push(Buffer.from(c));
   x.end();
   const text = Buffer.concat(chunks).toString('utf8');
   const type = String(x.res.headers['content-type'] ?? '');
   const messages: Msg[] = [];
-  if (type.startsWith('text/event-stream')) {
-    const parser = createParser({ onEvent: (e) => messages.push(JSON.parse(e.data)) });
-    parser.feed(text);
-  } else if (text) {
-    messages.push(JSON.parse(text));
-  }
-  return { status: x.res.statusCode, type, messages };
+  if (type.startsWith('text/event-stream')) createParser({ onEvent: (e) => messages.push(JSON.parse(e.data)) }).feed(text);
+  else if (text) messages.push(JSON.parse(text));
+  return { status: x.res.statusCode, type, messages, last: messages[messages.length - 1] };
 }
 
-/** One call, its final message. */
-async function ask(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<{ status: number; type: string; messages: Msg[]; last: Msg }> {
-  const all = await readAll(await exchange(t, body, principal));
-  return { ...all, last: all.messages[all.messages.length - 1] };
+/**
+ * Resolves once a stream has closed: at once if it already has (its 'close' is gone by then), and
+ * whether or not it closed with an error (an aborted upstream answer does; `once` would reject).
+ */
+function closed(res: UpstreamResponse): Promise<void> {
+  return res.closed ? Promise.resolve() : new Promise((resolve) => res.once('close', () => resolve()));
 }
 
 /** Messages of a long-lived SSE answer, one at a time, as they arrive. */
@@ -122,9 +142,11 @@ function eventsOf(res: UpstreamResponse): { next(): Promise<Msg> } {
 describe('2026 client → 2025 upstream (server-everything)', () => {
   let upstream: RunningUpstream;
   let t: Translator;
+  let seen: Seen[];
+  let made: (pred: (s: Seen) => boolean) => Promise<Seen>;
   before(async () => {
     upstream = await startEverything('streamableHttp');
-    t = translatorFor(upstream.url);
+    ({ t, seen, made } = translatorFor(upstream.url));
   });
   after(async () => {
     t.close();
@@ -174,6 +196,29 @@ describe('2026 client → 2025 upstream (server-everything)', () => {
     assert.equal(last.result.resultType, 'complete');
     assert.match(last.result.content[0].text, /Long running operation completed/);
     assert.ok(!messages.some((m) => m.method === 'notifications/message'), 'no log messages without a logLevel');
+    // What the 2025 server was sent: its session and version, no 2026 headers or `_meta` keys, and a
+    // progress token of the translator's (the client's is only unique among the client's requests).
+    const sent = seen.find((s) => s.body?.method === 'tools/call' && s.body.params?.name === 'trigger-long-running-operation')!;
+    assert.equal(sent.headers['mcp-protocol-version'], '2025-11-25');
+    assert.equal(typeof sent.headers['mcp-session-id'], 'string');
+    assert.equal(sent.headers['mcp-method'], undefined);
+    assert.equal(sent.headers['mcp-name'], undefined);
+    assert.notEqual(sent.body!.id, body.id);
+    assert.deepEqual(Object.keys(sent.body!.params._meta), ['progressToken']);
+    assert.notEqual(sent.body!.params._meta.progressToken, 'p-1');
+  });
+
+  test('a client that closes its stream cancels the request upstream', async () => {
+    const body = request('tools/call', { name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } }, { meta: { progressToken: 'slow' } });
+    const x = await exchange(t, body);
+    const events = eventsOf(x.res);
+    assert.equal((await events.next()).method, 'notifications/progress');
+    const sent = seen.find((s) => s.body?.params?._meta?.progressToken !== undefined && s.body.params.arguments?.duration === 30)!;
+    x.res.destroy();
+    x.end();
+    const cancelled = await made((s) => s.body?.method === 'notifications/cancelled' && s.body.params.requestId === sent.body!.id);
+    assert.equal(cancelled.headers['mcp-session-id'], sent.headers['mcp-session-id']);
+    await closed(sent.res);
   });
 
   test('an unknown method is 404 with -32601', async () => {
@@ -223,6 +268,42 @@ describe('2026 client → 2025 upstream (server-everything)', () => {
     assert.match(text, /Name: Ada Lovelace/);
   });
 
+  test('sampling: a retry that leaves a question unanswered is asked it again; the next one completes', async () => {
+    const caps = { sampling: {} };
+    const call = (extra: Msg = {}) => request('tools/call', { name: 'trigger-sampling-request', arguments: { prompt: 'Capital of France?' }, ...extra }, { caps });
+    const first = (await ask(t, call())).last.result;
+    assert.equal(first.resultType, 'input_required');
+    const [key] = Object.keys(first.inputRequests);
+    assert.equal(first.inputRequests[key].method, 'sampling/createMessage');
+    assert.equal(first.inputRequests[key].params.maxTokens, 100);
+
+    const again = (await ask(t, call({ inputResponses: {}, requestState: first.requestState }))).last.result;
+    assert.equal(again.resultType, 'input_required');
+    assert.deepEqual(again.inputRequests, first.inputRequests);
+    assert.notEqual(again.requestState, first.requestState);
+
+    const answer = { role: 'assistant', content: { type: 'text', text: 'Paris.' }, model: 'test-model', stopReason: 'endTurn' };
+    const done = await ask(t, call({ inputResponses: { [key]: answer }, requestState: again.requestState }));
+    assert.equal(done.last.result.resultType, 'complete');
+    assert.match(done.last.result.content[0].text, /Paris\./);
+    // The upstream got the answer as the response to its own request, on the same session.
+    const asked = seen.find((s) => s.body?.method === 'tools/call' && s.body.params?.name === 'trigger-sampling-request')!;
+    const answered = seen.find((s) => s.body?.result?.model === 'test-model')!;
+    assert.equal(answered.headers['mcp-session-id'], asked.headers['mcp-session-id']);
+  });
+
+  test('a request logLevel sets the upstream session level once, lowering it only when asked for more', async () => {
+    const caps = { experimental: { logs: {} } };
+    const echo = (level: string) => ask(t, request('tools/call', { name: 'echo', arguments: { message: level } }, { caps, meta: { [META.logLevel]: level } }));
+    await echo('warning');
+    await echo('warning');
+    await echo('debug');
+    await echo('error');
+    const session = seen.find((s) => s.body?.method === 'tools/call' && s.body.params?.arguments?.message === 'warning')!.headers['mcp-session-id'];
+    const levels = seen.filter((s) => s.body?.method === 'logging/setLevel' && s.headers['mcp-session-id'] === session).map((s) => s.body!.params.level);
+    assert.deepEqual(levels, ['warning', 'debug']);
+  });
+
   test('subscriptions/listen: acknowledged first, then only opted-in notifications, tagged; closing it ends the upstream GET', async () => {
     const uri = 'demo://resource/dynamic/text/1';
     const body = request('subscriptions/listen', { notifications: { toolsListChanged: true, resourceSubscriptions: [uri] } });
@@ -246,10 +327,14 @@ describe('2026 client → 2025 upstream (server-everything)', () => {
       jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri, _meta: { [META.subscriptionId]: body.id } },
     });
     await ask(t, request('tools/call', { name: 'toggle-subscriber-updates', arguments: {} }));
-    const closed = once(listen.res, 'close');
+    const get = seen.find((s) => s.method === 'GET')!;
+    assert.equal(get.res.statusCode, 200);
+    assert.deepEqual(seen.filter((s) => s.body?.method === 'resources/subscribe').map((s) => s.body!.params.uri), [uri]);
     listen.res.destroy();
     listen.end();
-    await closed;
+    await closed(get.res);
+    const unsubscribe = await made((s) => s.body?.method === 'resources/unsubscribe');
+    assert.equal(unsubscribe.body!.params.uri, uri);
   });
 
   test('a session the upstream forgot is initialized again, transparently', async () => {
@@ -262,6 +347,17 @@ describe('2026 client → 2025 upstream (server-everything)', () => {
     const again = await ask(t, request('tools/call', { name: 'echo', arguments: { message: 'still here' } }, { caps }));
     assert.equal(again.status, 200);
     assert.equal(again.last.result.content[0].text, 'Echo: still here');
+  });
+
+  test('closing the translator DELETEs its upstream sessions', async () => {
+    const own = translatorFor(upstream.url);
+    await ask(own.t, request('server/discover'));
+    const sid = own.seen[0].res.headers['mcp-session-id'];
+    own.t.close();
+    const del = await own.made((s) => s.method === 'DELETE');
+    assert.equal(del.headers['mcp-session-id'], sid);
+    assert.equal(del.res.statusCode, 200);
+    del.res.resume();
   });
 
   test('shapes a 2026 server has: GET is 405, a notification is 202, a batch is 400', async () => {
@@ -286,7 +382,7 @@ describe('2026 client → 2025 upstream answering JSON (SDK v1)', () => {
   let t: Translator;
   before(async () => {
     graph = await startGraphUpstream({ json: true, graphs: { g1: ['a', 'b'] } });
-    t = translatorFor(new URL(graph.url).origin);
+    ({ t } = translatorFor(new URL(graph.url).origin));
   });
   after(async () => {
     t.close();

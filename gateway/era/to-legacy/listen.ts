@@ -244,6 +244,7 @@ export class Listens {
       const leave = () => feed.detach(listener);
       call.signal.addEventListener('abort', leave, { once: true });
       listener.stream.res.once('close', leave);
+      if (call.signal.aborted) leave();
       return listener.stream.res;
     }
   }

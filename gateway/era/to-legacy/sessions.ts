@@ -194,6 +194,7 @@ export class SessionPool {
   /** Handshakes under way: concurrent first requests of one key share one. */
   readonly #starting = new Map<string, Promise<LegacySession>>();
   readonly #sweeper: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(wire: SessionWire, opts: PoolOptions) {
     this.#wire = wire;
@@ -241,6 +242,7 @@ export class SessionPool {
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sessions.clear();
   }
@@ -279,6 +281,11 @@ export class SessionPool {
       throw new UpstreamRefusedError(status, `the upstream answered notifications/initialized with HTTP ${status}`);
     }
     this.#wire.log.debug({ session: session.id, version: session.version }, 'upstream session initialized');
+    if (this.#closed) {
+      // The pool closed during the handshake: the session is not kept, so it is not left upstream either.
+      session.end(true);
+      throw new UpstreamRefusedError(503, 'the translator closed');
+    }
     this.#sessions.set(key, session);
     return session;
   }

@@ -67,7 +67,7 @@ const REPLAY_UNMATCHED =
 const TRANSLATED =
   'gateway defect (era translation): once a 2026 client has made the gateway learn this upstream as 2026-era, 2025 clients are ' +
   'translated to its 2026 leg although the upstream serves 2025 natively (its server/discover lists only modern versions, as SDK v2 ' +
-  'does by design); what 2025 alone can do is then lost';
+  'does by design, and no `era` setting serves each era natively); what the upstream does only on its 2025 leg is then lost';
 const GATEWAY_DEFECTS: Record<string, string> = {
   '2025-11-25 full server-session-lifecycle › server-session-delete-accepted': DELETE_502,
   '2025-11-25 full server-session-lifecycle › server-session-terminated-returns-404': `${DELETE_502} (the suite then skips its 404-after-DELETE check)`,
@@ -78,7 +78,7 @@ const GATEWAY_DEFECTS: Record<string, string> = {
     [`2025-11-25 translated ${leg} elicitation-sep1034-defaults`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
     [`2025-11-25 translated ${leg} elicitation-sep1330-enums`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
     [`2025-11-25 translated ${leg} server-sse-multiple-streams › server-sse-streams-functional`, `${TRANSLATED}: concurrent POSTs on the session are not answered with their own SSE streams`],
-    [`2025-11-25 translated ${leg} server-sse-polling`, `${TRANSLATED}: no priming event, no retry field, no mid-call close and resume (SEP-1699)`],
+    [`2025-11-25 translated ${leg} server-sse-polling`, `${TRANSLATED}: the call is answered as plain JSON, so no priming event, retry field, mid-call close or resume (SEP-1699; docs/eras.md lists SSE resumption as not translated)`],
   ])),
 };
 

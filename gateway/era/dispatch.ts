@@ -29,8 +29,9 @@ export async function translatorFor(run: ExchangeRun): Promise<Translator | unde
       ?? await upstream.era.learn(upstream.port, run.route.upstreamPath(new URL(run.route.info.path, 'http://x')), upstream.requestHeaders(principal), principal);
     return upstreamEra === '2025' ? translator(run, '2025') : undefined;
   }
-  // Not 2026 and no session: a 2025 `initialize` is translated when the upstream is known to be 2026.
-  if (upstream.era.known() !== '2026') return undefined;
+  // Not 2026 and no session: a 2025 `initialize` is translated when gateway.yaml pins the upstream to
+  // 2026 (a probed 2026 server may serve 2025 clients natively; see upstream-era.ts).
+  if (upstream.era.pinned() !== '2026') return undefined;
   return clientEraOf(run) === '2025' ? translator(run, '2026') : undefined;
 }
 

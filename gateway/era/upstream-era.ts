@@ -6,8 +6,10 @@
  * server. A probe that cannot reach the upstream decides nothing: the request goes through untranslated
  * and the next one probes again. A verdict holds for the configuration's life (a reload probes anew).
  *
- * Probes are sent only for 2026 clients, who cannot be served without knowing; a 2025 client is
- * translated for a 2026 upstream once its era is known (pinned, or learned from a 2026 client's probe).
+ * Probes are sent only for 2026 clients, who cannot be served without knowing. 2025 clients are
+ * translated for a 2026 upstream only when gateway.yaml pins `era: "2026"`: a probed server that
+ * lists only 2026 may still serve 2025 clients natively (SDK v2 servers do), with features (SSE
+ * resumption, server requests on its own terms) that translation would take away.
  */
 import type { Principal } from '../contract.ts';
 import type { UpstreamCall } from '../runtime.ts';
@@ -28,7 +30,12 @@ export class UpstreamEra {
     this.#pinned = pinned === 'auto' ? undefined : pinned;
   }
 
-  /** The era when known without waiting (pinned, or probed recently). */
+  /** The era gateway.yaml pins, if any. */
+  pinned(): Era | undefined {
+    return this.#pinned;
+  }
+
+  /** The era when known without waiting (pinned, or probed). */
   known(): Era | undefined {
     return this.#pinned ?? this.#verdict;
   }

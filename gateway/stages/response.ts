@@ -50,7 +50,9 @@ async function respond(run: ExchangeRun, proxyRes: IncomingMessage): Promise<voi
   Object.assign(head.headers, run.corsHeaders());
   const type = String(head.headers['content-type'] ?? '').toLowerCase();
   if (type.startsWith('text/event-stream')) return relaySse(run, proxyRes, head.status, head.headers);
-  const mustRead = run.pipeline.inspectsResponses || run.localAnswers.length > 0;
+  // A DELETE ends a session: its answer carries no JSON-RPC message (an SDK v2 server sends 200 with
+  // an empty chunked body and no Content-Type), so there is nothing to inspect.
+  const mustRead = run.req.method !== 'DELETE' && (run.pipeline.inspectsResponses || run.localAnswers.length > 0);
   if (!mustRead) return pipeThrough(run, proxyRes, head.status, head.headers);
   if (type.includes('json')) return relayJson(run, proxyRes, head.status, head.headers);
   if (bodyless(proxyRes, head.status)) {

@@ -56,30 +56,12 @@ type Phase = '2025-11-25' | '2026-07-28' | '2025-11-25 translated';
  * `<phase> <leg> <scenario>` for every check of a scenario. Each is a gateway defect found by this
  * test and left to the gateway's owners; its subtests are `todo`.
  */
-const DELETE_502 =
-  'gateway defect: on a route whose plugins inspect responses (audit with messages, tool-policy, graph-rewrite), the upstream\'s ' +
-  'answer to DELETE (SDK v2 transport: 200, no Content-Type, empty chunked body) is refused as 502 GW_ERR_UPSTREAM_UNINSPECTABLE ' +
-  '(gateway/stages/response.ts respond(): bodyless() knows only 204/304/202/Content-Length: 0), so the client cannot end its session';
 const REPLAY_UNMATCHED =
   'gateway defect (graph-rewrite): the server closes a POST stream mid-call (SEP-1699 polling), the client resumes with GET + ' +
   'Last-Event-ID and the server replays the tool result on that GET stream; graph-rewrite cannot attribute the replayed response ' +
   'to a request and replaces it with -32603 GW_ERR_GRAPH_RESPONSE_UNMATCHED, so the client never gets its result';
-const TRANSLATED =
-  'gateway defect (era translation): once a 2026 client has made the gateway learn this upstream as 2026-era, 2025 clients are ' +
-  'translated to its 2026 leg although the upstream serves 2025 natively (its server/discover lists only modern versions, as SDK v2 ' +
-  'does by design, and no `era` setting serves each era natively); what the upstream does only on its 2025 leg is then lost';
 const GATEWAY_DEFECTS: Record<string, string> = {
-  '2025-11-25 full server-session-lifecycle › server-session-delete-accepted': DELETE_502,
-  '2025-11-25 full server-session-lifecycle › server-session-terminated-returns-404': `${DELETE_502} (the suite then skips its 404-after-DELETE check)`,
   '2025-11-25 full server-sse-polling › server-sse-disconnect-resume': REPLAY_UNMATCHED,
-  ...Object.fromEntries((['plain', 'full'] as const).flatMap((leg) => [
-    [`2025-11-25 translated ${leg} tools-call-sampling`, `${TRANSLATED}: the tool's sampling/createMessage request never reaches the client`],
-    [`2025-11-25 translated ${leg} tools-call-elicitation`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
-    [`2025-11-25 translated ${leg} elicitation-sep1034-defaults`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
-    [`2025-11-25 translated ${leg} elicitation-sep1330-enums`, `${TRANSLATED}: the tool's elicitation/create request never reaches the client`],
-    [`2025-11-25 translated ${leg} server-sse-multiple-streams › server-sse-streams-functional`, `${TRANSLATED}: concurrent POSTs on the session are not answered with their own SSE streams`],
-    [`2025-11-25 translated ${leg} server-sse-polling`, `${TRANSLATED}: the call is answered as plain JSON, so no priming event, retry field, mid-call close or resume (SEP-1699; docs/eras.md lists SSE resumption as not translated)`],
-  ])),
 };
 
 /**

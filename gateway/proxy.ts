@@ -177,7 +177,8 @@ export class ExchangeRun {
       }
       // 5. Upstream call, or its translation when the client's era is not the upstream's; 6 starts
       //    when the response head arrives (stages/response.ts).
-      callUpstream(this, await translatorFor(this));
+      const translator = translatorFor(this);
+      callUpstream(this, translator instanceof Promise ? await translator : translator);
     } catch (err) {
       this.x.log.error({ err }, 'exchange failed');
       this.refuse(coreRefusal('GW_ERR_PLUGIN_FAILED', `the gateway failed while handling this request (exchange ${this.x.id})`));

@@ -16,22 +16,25 @@ import { HEADER, type Era } from './versions.ts';
 
 const translators = new WeakMap<CompiledRoute, Partial<Record<Era, Translator>>>();
 
-/** The translator for this exchange, or undefined when it goes to the upstream untranslated. */
-export async function translatorFor(run: ExchangeRun): Promise<Translator | undefined> {
+/**
+ * The translator for this exchange, or undefined when it goes to the upstream untranslated. A promise
+ * only while the upstream's era is being probed: the common case costs no await.
+ */
+export function translatorFor(run: ExchangeRun): Translator | undefined | Promise<Translator | undefined> {
   const { upstream, x } = run;
   const era = x.get(PROTOCOL)?.era;
+  if (era === '2026') {
+    const known = upstream.era.known();
+    if (known) return known === '2025' ? translator(run, '2025') : undefined;
+    const principal = x.get(PRINCIPAL);
+    return upstream.era.learn(upstream.port, run.route.upstreamPath(new URL(run.route.info.path, 'http://x')), upstream.requestHeaders(principal), principal)
+      .then((learned) => (learned === '2025' ? translator(run, '2025') : undefined));
+  }
+  // 2025 clients are translated only for an upstream pinned to 2026 (see upstream-era.ts).
+  if (upstream.era.pinned() !== '2026') return undefined;
   // A 2025 session stays with whoever opened it: a translator-minted id, or the upstream's own.
   const session = x.upstreamHeaders[HEADER.session];
-  if (typeof session === 'string' && era !== '2026') return readSession(session) ? translator(run, '2026') : undefined;
-  if (era === '2026') {
-    const principal = x.get(PRINCIPAL);
-    const upstreamEra = upstream.era.known()
-      ?? await upstream.era.learn(upstream.port, run.route.upstreamPath(new URL(run.route.info.path, 'http://x')), upstream.requestHeaders(principal), principal);
-    return upstreamEra === '2025' ? translator(run, '2025') : undefined;
-  }
-  // Not 2026 and no session: a 2025 `initialize` is translated when gateway.yaml pins the upstream to
-  // 2026 (a probed 2026 server may serve 2025 clients natively; see upstream-era.ts).
-  if (upstream.era.pinned() !== '2026') return undefined;
+  if (typeof session === 'string') return readSession(session) ? translator(run, '2026') : undefined;
   return clientEraOf(run) === '2025' ? translator(run, '2026') : undefined;
 }
 

@@ -12,10 +12,13 @@
  * resumption, server requests on its own terms) that translation would take away.
  */
 import type { Principal } from '../contract.ts';
-import type { UpstreamCall } from '../runtime.ts';
+import type { UpstreamCall, UpstreamResponse } from '../runtime.ts';
+import { eventData, isEventStream, readBody } from './upstream-read.ts';
 import type { UpstreamPort } from './translation.ts';
 import { eraOfVersion, HEADER, META, MODERN_VERSION, type Era } from './versions.ts';
 
+/** Largest probe answer read (a discover result is small). */
+const MAX_PROBE_ANSWER = 1_000_000;
 /** Longest wait for a probe's answer. */
 const PROBE_TIMEOUT_MS = 10_000;
 /** Modern errors a 2026 server answers a discover it cannot serve with (unsupported version, header). */
@@ -72,26 +75,17 @@ async function probe(port: UpstreamPort, path: string, credentials: Record<strin
     principal,
     signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
   };
-  let res;
+  let message: Record<string, unknown> | undefined;
+  let status: number;
   try {
-    res = await port.send(call);
+    const res = await port.send(call);
+    status = res.statusCode;
+    message = await lastMessage(res);
   } catch {
     return undefined;
   }
-  let text = '';
-  try {
-    for await (const chunk of res) {
-      text += String(chunk);
-      if (text.length > 1_000_000) break;
-    }
-  } catch {
-    return undefined;
-  } finally {
-    res.destroy();
-  }
-  const message = lastMessage(text, String(res.headers['content-type'] ?? ''));
   const result = message?.result as { supportedVersions?: unknown } | undefined;
-  if (res.statusCode === 200 && Array.isArray(result?.supportedVersions)) {
+  if (status === 200 && Array.isArray(result?.supportedVersions)) {
     return result.supportedVersions.some((v) => eraOfVersion(v) === '2026') ? '2026' : '2025';
   }
   const error = message?.error as { code?: unknown; data?: { supported?: unknown } } | undefined;
@@ -100,15 +94,17 @@ async function probe(port: UpstreamPort, path: string, credentials: Record<strin
     return Array.isArray(supported) && !supported.some((v) => eraOfVersion(v) === '2026') ? '2025' : '2026';
   }
   // A 5xx says nothing about the era: decide later.
-  return res.statusCode >= 500 ? undefined : '2025';
+  return status >= 500 ? undefined : '2025';
 }
 
-/** The answer in a JSON body, or the last message of an SSE body. */
-function lastMessage(text: string, contentType: string): Record<string, unknown> | undefined {
+/** The answer in a JSON body, or the last message of an event stream; undefined when not JSON. */
+async function lastMessage(res: UpstreamResponse): Promise<Record<string, unknown> | undefined> {
+  let text: string | undefined;
+  if (isEventStream(res)) for await (const data of eventData(res, MAX_PROBE_ANSWER)) text = data;
+  else text = (await readBody(res, MAX_PROBE_ANSWER)).toString('utf8');
   try {
-    if (!contentType.includes('event-stream')) return JSON.parse(text) as Record<string, unknown>;
-    const data = text.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).filter(Boolean);
-    return data.length ? (JSON.parse(data[data.length - 1]) as Record<string, unknown>) : undefined;
+    const v: unknown = text === undefined ? undefined : JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }

@@ -29,7 +29,8 @@ import { MRTR_METHODS } from '../versions.ts';
 import { ClientAnswer } from './client-answer.ts';
 import { sessionGone, type LegacySession, type SessionPool } from './sessions.ts';
 import { legacyParams, logRank, modernError, modernResult, paramsOf, type ClientContext, type Json, type RpcId } from './translate.ts';
-import { isEventStream, MessageReader, NOT_READY, readBody } from './wire.ts';
+import { isEventStream, readBody } from '../upstream-read.ts';
+import { MessageReader, NOT_READY } from './wire.ts';
 
 export interface Flight {
   readonly session: LegacySession;

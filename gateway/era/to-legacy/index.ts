@@ -26,7 +26,7 @@ import { Listens } from './listen.ts';
 import { ParkedFlights, retry } from './mrtr.ts';
 import { SessionPool, UpstreamRefusedError } from './sessions.ts';
 import { clientContextOf, discoverResult, paramsOf, type RpcId } from './translate.ts';
-import { MessageTooLargeError } from './wire.ts';
+import { UpstreamTooLargeError } from '../upstream-read.ts';
 
 export interface ToLegacyOptions {
   /** How long a request waiting for the client's answers (`input_required`) stays parked. Default 300000 (5 min). */
@@ -136,7 +136,7 @@ export function createToLegacyTranslator(deps: TranslatorDeps, options: ToLegacy
       try {
         return await request(call, message as { id: RpcId; method: string; params?: unknown });
       } catch (err) {
-        if (err instanceof UpstreamRefusedError || err instanceof MessageTooLargeError) {
+        if (err instanceof UpstreamRefusedError || err instanceof UpstreamTooLargeError) {
           log.warn({ err: err.message }, 'the upstream could not serve a translated request');
           return refusal(coreRefusal('GW_ERR_UPSTREAM_BAD_RESPONSE', err.message), (message as { id: RpcId }).id);
         }

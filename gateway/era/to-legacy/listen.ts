@@ -21,7 +21,8 @@ import { META } from '../versions.ts';
 import { EventStream, json } from './client-answer.ts';
 import { sessionGone, UpstreamRefusedError, type LegacySession, type SessionPool } from './sessions.ts';
 import { filterAccepts, honoredFilter, paramsOf, parseFilter, tagged, type ClientContext, type RpcId, type SubscriptionFilter } from './translate.ts';
-import { MessageReader, readBody } from './wire.ts';
+import { readBody } from '../upstream-read.ts';
+import { MessageReader } from './wire.ts';
 
 export interface ListenEnv {
   pool: SessionPool;

@@ -22,7 +22,8 @@ import { ownerOf } from '../../session-seal.ts';
 import type { UpstreamPort } from '../translation.ts';
 import { HEADER, LEGACY_VERSION } from '../versions.ts';
 import { canonicalJson, legacyClientCapabilities, legacyServerOf, levelAt, type ClientContext, type Json, type LegacyServer, type RpcId } from './translate.ts';
-import { drain, legacyHeaders, MessageReader, readBody } from './wire.ts';
+import { readBody } from '../upstream-read.ts';
+import { drain, legacyHeaders, MessageReader } from './wire.ts';
 
 /** The upstream answered with an HTTP error where the translator needed an answer. */
 export class UpstreamRefusedError extends Error {

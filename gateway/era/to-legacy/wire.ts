@@ -9,7 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { UpstreamResponse } from '../../runtime.ts';
-import { parseEvent, SseFramer } from '../../messages/sse-codec.ts';
+import { eventData, isEventStream, readBody } from '../upstream-read.ts';
 import { HEADER } from '../versions.ts';
 
 /**
@@ -44,28 +44,6 @@ export function legacyHeaders(from: IncomingHttpHeaders, session: { id: string |
   return h;
 }
 
-export function isEventStream(res: { headers: IncomingHttpHeaders }): boolean {
-  return /^text\/event-stream\b/i.test(String(res.headers['content-type'] ?? ''));
-}
-
-export class MessageTooLargeError extends Error {}
-
-/** The whole body, refused past `max` bytes. */
-export async function readBody(res: UpstreamResponse, max: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of res as AsyncIterable<Buffer | string>) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    n += b.length;
-    if (n > max) {
-      res.destroy();
-      throw new MessageTooLargeError(`an upstream answer exceeded ${max} bytes`);
-    }
-    parts.push(b);
-  }
-  return Buffer.concat(parts);
-}
-
 /** Reads and discards a body (a 202's, a DELETE's): the socket goes back to the agent's pool. */
 export function drain(res: UpstreamResponse): void {
   res.on('error', () => {});
@@ -89,24 +67,7 @@ async function* messagesOf(res: UpstreamResponse, max: number): AsyncGenerator<u
     if (body.length > 0) yield* parseMessages(body.toString('utf8'));
     return;
   }
-  const framer = new SseFramer({ maxEventLength: max });
-  for await (const chunk of res as AsyncIterable<Buffer | string>) {
-    const events = framer.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    if (framer.overflowed) {
-      res.destroy();
-      throw new MessageTooLargeError(`an upstream event exceeded ${max} characters`);
-    }
-    for (const block of events) {
-      const { event, data } = parseEvent(block);
-      // Priming events (an id, empty data) and events of other types carry no message.
-      if ((event === undefined || event === 'message') && data) yield* parseMessages(data);
-    }
-  }
-  const rest = framer.flush();
-  if (rest) {
-    const { event, data } = parseEvent(rest);
-    if ((event === undefined || event === 'message') && data) yield* parseMessages(data);
-  }
+  for await (const data of eventData(res, max)) yield* parseMessages(data);
 }
 
 /** `nextReady` found nothing already at hand. */

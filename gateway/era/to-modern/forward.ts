@@ -21,7 +21,8 @@ import { idKey } from '../../jsonrpc.ts';
 import { MRTR_METHODS } from '../versions.ts';
 import { EventAnswer, jsonAnswer, rawAnswer, rpcFailure, type Answer } from './answer.ts';
 import { InputFailure, type InputBridge } from './input.ts';
-import { eventMessages, isEventStream, parseMessage, readText, responseId, UpstreamTooLarge } from './read.ts';
+import { isEventStream, UpstreamTooLargeError } from '../upstream-read.ts';
+import { eventMessages, parseMessage, readText, responseId } from './read.ts';
 import { isObject, type Session, type SessionMemory } from './session.ts';
 import type { ModernUpstream } from './upstream.ts';
 import { legacyNotification, legacyResult, withEnvelope } from './wire.ts';
@@ -247,7 +248,7 @@ class Run {
   #fail(err: unknown, signal: AbortSignal): void {
     if (signal.aborted) return this.#settleUnanswered();
     if (err instanceof InputFailure) return this.#answer(200, rpcFailure(this.#req.id, err.code, err.message, err.data));
-    if (err instanceof UpstreamTooLarge) return this.#answer(502, rpcFailure(this.#req.id, -32000, err.message));
+    if (err instanceof UpstreamTooLargeError) return this.#answer(502, rpcFailure(this.#req.id, -32000, err.message));
     if (!this.#answered) {
       // Nothing sent yet: the core answers 502, as for an HTTP upstream it cannot reach.
       this.#answered = true;

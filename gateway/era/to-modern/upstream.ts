@@ -12,7 +12,8 @@ import { mirrorHeadersOf } from '../mirror-headers.ts';
 import { ToolHeaders } from '../tool-headers.ts';
 import type { UpstreamPort } from '../translation.ts';
 import { MODERN_VERSION } from '../versions.ts';
-import { eventMessages, isEventStream, parseMessage, readText, responseId } from './read.ts';
+import { isEventStream } from '../upstream-read.ts';
+import { eventMessages, parseMessage, readText, responseId } from './read.ts';
 import { isObject, type Session } from './session.ts';
 import { upstreamHeaders, withEnvelope } from './wire.ts';
 

@@ -53,7 +53,9 @@ export function describeIssues(error: z.ZodError, prefix: ReadonlyArray<Property
         continue;
       }
     }
-    lines.push(`${formatPath([...prefix, ...issue.path])}: ${issue.message}`);
+    // zod says "Invalid input: expected string, received undefined" for a key that is not there.
+    const missing = issue.code === 'invalid_type' && /received undefined$/.test(issue.message);
+    lines.push(`${formatPath([...prefix, ...issue.path])}: ${missing ? `required (${issue.expected})` : issue.message}`);
   }
   return lines;
 }
@@ -95,7 +97,8 @@ export interface LoadedConfig {
 
 /** Parses and validates config text. Throws ConfigError listing every problem found. */
 export function parseConfig(text: string, opts: { env: Env; source: string; dir: string }): LoadedConfig {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  // `merge`: YAML merge keys (`<<: *defaults`, then keys that override them), as in docker compose.
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(opts.source, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   }
@@ -143,7 +146,15 @@ function checkReferences(config: GatewayConfig): string[] {
     ports.set(bind, l.name);
   });
   const seen = new Map<string, number>();
+  // Route names label logs, audit lines and metrics: two routes with one name could not be told apart.
+  // (Default names, `<listener><path>`, contain a "/" that given names cannot: they collide only when
+  // the paths do, which is reported below.)
+  const names = new Map<string, number>();
   config.routes.forEach((r, i) => {
+    if (r.name !== undefined) {
+      if (names.has(r.name)) problems.push(`routes[${i}].name: "${r.name}" is also the name of routes[${names.get(r.name)}]`);
+      else names.set(r.name, i);
+    }
     if (!listeners.has(r.listener)) {
       problems.push(`routes[${i}].listener: no listener named "${r.listener}" (have: ${[...listeners].join(', ')})`);
     }

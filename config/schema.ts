@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { bool, bytes, duration, int } from './units.ts';
+import { upstreamSchema } from './upstream-kind.ts';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, "_", "." and "-"');
 
@@ -137,7 +138,8 @@ export const StdioUpstreamSchema = z.strictObject({
   }),
 });
 
-export const UpstreamSchema = z.union([HttpUpstreamSchema, StdioUpstreamSchema]);
+/** `url` or `stdio`, chosen by the key written, so errors name the right branch (upstream-kind.ts). */
+export const UpstreamSchema = upstreamSchema(HttpUpstreamSchema, StdioUpstreamSchema);
 
 export const PluginRefSchema = z.looseObject({
   /**

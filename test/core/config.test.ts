@@ -173,3 +173,26 @@ test('--check exits 0 and prints OK for a good file, without starting anything',
   assert.equal(good.code, 0, good.stderr);
   assert.match(good.stdout, /good\.yaml: OK \(1 listeners, 1 routes, 1 upstreams, 2 plugins\)/);
 });
+
+test('YAML merge keys: <<: *anchor copies a mapping, keys written next to it override it', () => {
+  const c = inline(`
+x-upstream: &upstream { url: "http://127.0.0.1:9/mcp", headers: { x-team: core }, timeouts: { connect: 1s } }
+listeners: [{ name: main, port: 0 }]
+upstreams:
+  plain: { <<: *upstream }
+  changed:
+    <<: *upstream
+    url: "http://127.0.0.1:10/other"
+    headers: { x-team: edge }
+routes:
+  - &route { listener: main, path: /a, upstream: plain, heartbeat: 5s }
+  - { <<: *route, path: /b, upstream: changed }
+`);
+  const { plain, changed } = c.config.upstreams as Record<string, { url: string; headers: Record<string, string>; timeouts: { connect: number } }>;
+  assert.equal(plain.url, 'http://127.0.0.1:9/mcp');
+  assert.deepEqual(plain.headers, { 'x-team': 'core' });
+  assert.equal(changed.url, 'http://127.0.0.1:10/other', 'a key next to <<: overrides the merged one');
+  assert.deepEqual(changed.headers, { 'x-team': 'edge' });
+  assert.equal(changed.timeouts.connect, 1000, 'keys not overridden are merged');
+  assert.deepEqual(c.config.routes.map((r) => [r.path, r.upstream, r.heartbeat]), [['/a', 'plain', 5000], ['/b', 'changed', 5000]]);
+});

@@ -55,19 +55,19 @@ export default definePlugin({
     const described = config.sources.map((s) => (s === 'query' ? `the "${config.queryParam}" query parameter` : isAuthorization ? 'an Authorization: Bearer header' : `the ${config.headerName} header`)).join(' or ');
 
     function check(x: Exchange, raw: string, where: string): Found {
-      if (raw.length === 0) return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', `The token in ${where} is empty.`) };
-      if (raw.length > config.maxLength) return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', `The token in ${where} is longer than ${config.maxLength} characters.`) };
-      if (!B64TOKEN.test(raw)) return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', `The token in ${where} contains characters a bearer token cannot contain.`) };
+      if (raw.length === 0) return { refuse: authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', `The token in ${where} is empty.`) };
+      if (raw.length > config.maxLength) return { refuse: authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', `The token in ${where} is longer than ${config.maxLength} characters.`) };
+      if (!B64TOKEN.test(raw)) return { refuse: authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', `The token in ${where} contains characters a bearer token cannot contain.`) };
       return { token: raw };
     }
 
     function fromHeader(x: Exchange): Found {
       const value = x.req.headers[config.headerName];
       if (value === undefined) return undefined;
-      if (Array.isArray(value)) return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', `More than one ${config.headerName} header.`) };
+      if (Array.isArray(value)) return { refuse: authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', `More than one ${config.headerName} header.`) };
       const scheme = BEARER_SCHEME.exec(value.trim());
       if (isAuthorization && !scheme) {
-        return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', 'The Authorization header must use the Bearer scheme.') };
+        return { refuse: authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', 'The Authorization header must use the Bearer scheme.') };
       }
       return check(x, (scheme ? scheme[1] : value).trim(), `the ${config.headerName} header`);
     }
@@ -80,9 +80,9 @@ export default definePlugin({
       // In place, so any reference to this URL object taken before this plugin ran loses the token too.
       params.delete(config.queryParam);
       if (!allowQuery) {
-        return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_SOURCE', `This endpoint does not accept a token in the URL; send ${described}.`) };
+        return { refuse: authVerdict(x, 'GW_ERR_TOKEN_SOURCE', `This endpoint does not accept a token in the URL; send ${described}.`) };
       }
-      if (values.length > 1) return { refuse: authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', `More than one "${config.queryParam}" query parameter.`) };
+      if (values.length > 1) return { refuse: authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', `More than one "${config.queryParam}" query parameter.`) };
       const found = check(x, values[0], `the "${config.queryParam}" query parameter`);
       if (found && 'token' in found) x.set(URL_TOKEN, { param: config.queryParam, value: found.token });
       return found;
@@ -102,10 +102,10 @@ export default definePlugin({
         const queryToken = query && 'token' in query ? query.token : undefined;
         if (headerToken && queryToken && headerToken !== queryToken) {
           // RFC 6750 §2: a client must not use more than one method; two different tokens are ambiguous.
-          return authVerdict(x.route, 'GW_ERR_TOKEN_MALFORMED', 'Two different tokens were sent (header and URL); send one.');
+          return authVerdict(x, 'GW_ERR_TOKEN_MALFORMED', 'Two different tokens were sent (header and URL); send one.');
         }
         const token = headerToken ?? queryToken;
-        if (!token) return authVerdict(x.route, 'GW_ERR_TOKEN_MISSING', `No token: send ${described}.`);
+        if (!token) return authVerdict(x, 'GW_ERR_TOKEN_MISSING', `No token: send ${described}.`);
         x.set(BEARER_TOKEN, token);
       },
     };

@@ -2,7 +2,8 @@
  * Refusals of the identity plugins: stable error codes and the `WWW-Authenticate: Bearer` challenge that
  * every 401/403 carries (RFC 6750 §3, RFC 9728 §5.1), so an MCP client can discover where to get a token.
  */
-import type { RouteInfo, Verdict } from '../../gateway/contract.ts';
+import type { Exchange, RouteInfo, Verdict } from '../../gateway/contract.ts';
+import { publicOriginFor } from './resource.ts';
 
 /**
  * Stable codes (documented in docs/identity.md). `error` is the RFC 6750 error code clients act on.
@@ -46,8 +47,31 @@ export function routeMetadataPath(route: RouteInfo): string {
   return METADATA_PREFIX + p;
 }
 
-export function metadataUrl(route: RouteInfo): string {
-  return route.listener.publicUrl.replace(/\/+$/, '') + routeMetadataPath(route);
+/** Where a client that sent `host` finds the route's metadata (see resource.ts for why Host matters). */
+export function metadataUrl(route: RouteInfo, host?: string): string {
+  return publicOriginFor(route.listener, host) + routeMetadataPath(route);
+}
+
+/**
+ * What a route's challenges may say, set by its `jwt` plugin when it starts. `token` refuses before
+ * `jwt` runs yet must point at the same metadata (or none), so the two meet here, keyed by the route
+ * object both are given (a WeakMap: a reloaded route is a new object, and the old entry goes with it).
+ */
+export interface RouteAuth {
+  /**
+   * True when the route serves RFC 9728 metadata, i.e. has authorization servers. The MCP spec requires
+   * at least one in the metadata, and a challenge pointing at metadata without one sends clients into
+   * OAuth discovery that can only fail, hiding the real cause (a missing or bad token).
+   */
+  metadata: boolean;
+  /** How a person gets a token, added to 401 descriptions when there is no metadata to discover it by. */
+  tokenHint?: string;
+}
+
+const routeAuth = new WeakMap<RouteInfo, RouteAuth>();
+
+export function setRouteAuth(route: RouteInfo, auth: RouteAuth): void {
+  routeAuth.set(route, auth);
 }
 
 /** Quoted-string per RFC 9110 §5.6.4; descriptions are ours, but never let one break the header. */
@@ -64,19 +88,31 @@ export function bearerChallenge(params: { error?: string; description?: string; 
   return parts.length ? `Bearer ${parts.join(', ')}` : 'Bearer';
 }
 
-/** The verdict for a refusal: status, stable code, and the challenge pointing at this route's metadata. */
-export function authVerdict(route: RouteInfo, code: AuthErrorCode, message: string, extra: { scope?: string } = {}): Verdict {
+/**
+ * The verdict for a refusal: status, stable code, and the challenge, which points at this route's
+ * metadata when it serves some, and otherwise tells the person how to get a token.
+ */
+export function authVerdict(
+  x: Pick<Exchange, 'route' | 'req'>,
+  code: AuthErrorCode,
+  message: string,
+  extra: { scope?: string; auth?: RouteAuth } = {},
+): Verdict {
   const { status, error } = AUTH_ERRORS[code];
+  // `jwt` passes its own; `token`, which runs before it, finds what the route's `jwt` registered.
+  const auth = extra.auth ?? routeAuth.get(x.route);
   const headers: Record<string, string> = {};
+  let description = message;
   if (status === 503) {
     headers['retry-after'] = '5';
   } else {
+    if (status === 401 && !auth?.metadata && auth?.tokenHint) description = `${message} ${auth.tokenHint}`;
     headers['www-authenticate'] = bearerChallenge({
-      resourceMetadata: metadataUrl(route),
+      resourceMetadata: auth?.metadata ? metadataUrl(x.route, x.req.headers.host) : undefined,
       error,
-      description: message,
+      description,
       scope: extra.scope,
     });
   }
-  return { kind: 'respond', status, code, message, headers };
+  return { kind: 'respond', status, code, message: description, headers };
 }

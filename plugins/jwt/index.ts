@@ -16,11 +16,12 @@ import {
   BEARER_TOKEN, PRINCIPAL, STREAM_DEADLINE, definePlugin,
   type Exchange, type PluginDeps, type Principal, type Verdict,
 } from '../../gateway/contract.ts';
-import { AuthError, authVerdict } from './challenge.ts';
+import { AuthError, authVerdict, setRouteAuth } from './challenge.ts';
 import { principalFrom } from './claims.ts';
 import { DEV_ALGORITHMS, DEV_DIR, devKeyFiles } from './dev-keys.ts';
 import { JWS_ALGORITHMS, loadKeySource, type KeySource } from './keys.ts';
-import { defaultResource, metadataServes } from './metadata.ts';
+import { metadataServes } from './metadata.ts';
+import { routeResource, type RouteResource } from './resource.ts';
 import { anyRevocationList, fileRevocationList, redisRevocationList, type RevocationList } from './revocation.ts';
 import { createVerifyCache } from './verify-cache.ts';
 
@@ -73,7 +74,9 @@ export const JwtConfigSchema = z.strictObject({
   issuer: oneOrMore,
   /**
    * Accepted `aud` value(s). Default: the resource (`resource` below), as the MCP authorization spec
-   * requires tokens to be bound to the server they are for.
+   * requires tokens to be bound to the server they are for; on a loopback public URL, each loopback
+   * spelling of it (`localhost`, `127.0.0.1`, `[::1]`), since the advertised resource follows the one
+   * the client used (resource.ts).
    */
   audience: oneOrMore.optional(),
   /** Allowed clock skew for `exp`, `nbf` and `iat`. Default 30s. */
@@ -120,7 +123,11 @@ export const JwtConfigSchema = z.strictObject({
     .default({ redis: true, interval: 1_000 }),
   /** RFC 9728 `resource`. Default the route's public URL, e.g. `http://localhost:3001/mcp`. */
   resource: z.url().optional(),
-  /** RFC 9728 `authorization_servers`: issuer URLs of the authorization servers clients should use. Default none. */
+  /**
+   * RFC 9728 `authorization_servers`: issuer URLs of the authorization servers clients should use.
+   * Default none, and then no metadata is served (the MCP spec requires at least one) and challenges
+   * carry no `resource_metadata`, only how to get a token.
+   */
   authorizationServers: z.array(z.url()).default([]),
   /** RFC 9728 `scopes_supported`. Default `requiredScopes`. */
   scopesSupported: z.array(z.string().min(1)).optional(),
@@ -142,7 +149,10 @@ export interface JwtVerifier {
   /** The synchronous hot path: the cached verification of a token seen before (revocation checked), else undefined. */
   fromCache(token: string): Verified | undefined;
   readonly keys: KeySource;
+  /** The canonical resource identifier (what `resource` or the listener's public URL says). */
   readonly resource: string;
+  /** The identifier as each client sees it (resource.ts). */
+  readonly resources: RouteResource;
   readonly audience: string[];
   readonly issuer: string[];
   close(): Promise<void>;
@@ -192,9 +202,10 @@ export async function createJwtVerifier(
   }
 
   const allowed = new Set(keys.algorithms);
-  const resource = config.resource ?? defaultResource(deps.route);
+  const resources = routeResource(deps.route, config.resource);
+  const resource = resources.canonical;
   const issuer = list(config.issuer);
-  const audience = config.audience ? list(config.audience) : [resource];
+  const audience = config.audience ? list(config.audience) : [...resources.all];
   const tenantPattern = new RegExp(config.tenantPattern);
   const requiredScope = config.requiredScopes.join(' ');
   const cache = createVerifyCache<Verified>(config.cache.max, config.cache.maxAge);
@@ -257,6 +268,7 @@ export async function createJwtVerifier(
   return {
     keys,
     resource,
+    resources,
     audience,
     issuer,
     fromCache(token) {
@@ -281,11 +293,16 @@ export default definePlugin({
   config: JwtConfigSchema,
   async create(config, deps) {
     const verifier = await createJwtVerifier(config, deps);
+    const tokenHint = verifier.keys.devDir !== undefined
+      ? 'Mint one with: npm run token -- create --tenant <tenant> --sub <you>'
+      : `Get one from the identity provider that issues for this gateway (issuer ${verifier.issuer.join(', ')}).`;
+    const routeAuth = { metadata: config.authorizationServers.length > 0, tokenHint };
+    setRouteAuth(deps.route, routeAuth);
     deps.log.info({ keys: verifier.keys.description, algorithms: verifier.keys.algorithms, issuer: verifier.issuer, audience: verifier.audience }, 'jwt verification ready');
 
     function admit(x: Exchange, verified: Verified): Verdict | void {
       if (verified.missingScope !== undefined) {
-        return authVerdict(x.route, 'GW_ERR_INSUFFICIENT_SCOPE', `This route needs the scope(s): ${verified.missingScope}.`, { scope: verified.missingScope });
+        return authVerdict(x, 'GW_ERR_INSUFFICIENT_SCOPE', `This route needs the scope(s): ${verified.missingScope}.`, { scope: verified.missingScope, auth: routeAuth });
       }
       x.set(PRINCIPAL, verified.principal);
       if (verified.streamDeadline !== undefined) x.set(STREAM_DEADLINE, verified.streamDeadline);
@@ -297,21 +314,22 @@ export default definePlugin({
         // Not a verdict about the token: something broke. Logged (without the token) and refused.
         x.log.error({ err: (err as Error)?.message }, 'token verification failed unexpectedly');
       }
-      return authVerdict(x.route, authError.code, authError.message);
+      return authVerdict(x, authError.code, authError.message, { auth: routeAuth });
     }
 
     return {
       name: 'jwt',
       serves: metadataServes(deps.route, {
-        resource: verifier.resource,
+        resource: verifier.resources,
         authorizationServers: config.authorizationServers,
         scopesSupported: config.scopesSupported ?? config.requiredScopes,
         devDir: verifier.keys.devDir,
+        tokenHint,
       }),
       onRequest(x) {
         const token = x.get(BEARER_TOKEN);
         // `token` runs first and refuses requests without one; this is the fail-closed backstop.
-        if (token === undefined) return authVerdict(x.route, 'GW_ERR_TOKEN_MISSING', 'No token.');
+        if (token === undefined) return authVerdict(x, 'GW_ERR_TOKEN_MISSING', 'No token.', { auth: routeAuth });
         // Synchronous when the token was verified before: no promise, no microtask on the hot path.
         let cached: Verified | undefined;
         try {

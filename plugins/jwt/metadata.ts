@@ -3,6 +3,11 @@
  * path-inserted address of the route (clients try it first) and at the bare well-known address, and the
  * development issuer's public keys.
  *
+ * Metadata is served only when the route names at least one authorization server: the MCP spec requires
+ * one, and a document without it sends clients into an OAuth discovery that can only fail, so they
+ * report that failure instead of the real one (no token, or a bad one). Without authorization servers
+ * the route's metadata address answers 404 with how to get a token, and challenges point nowhere.
+ *
  * `bearer_methods_supported` is always `["header"]`: the `?token=` listener is a deliberate exception
  * for header-less clients and must not invite anyone else to put tokens in URLs.
  */
@@ -10,22 +15,20 @@ import type { IncomingMessage } from 'node:http';
 import type { RouteInfo, ServedResponse } from '../../gateway/contract.ts';
 import { METADATA_PREFIX, routeMetadataPath } from './challenge.ts';
 import { readDevJwks } from './dev-keys.ts';
+import type { RouteResource } from './resource.ts';
 
 export interface MetadataOptions {
-  /** The resource identifier (also the default audience). */
-  resource: string;
+  /** The resource identifier (see resource.ts: it may follow the client's loopback Host). */
+  resource: RouteResource;
   authorizationServers: readonly string[];
   scopesSupported: readonly string[];
   /** Folder of the development issuer's keys, to serve `/.well-known/jwks.json`. */
   devDir?: string;
+  /** How to get a token, for the 404 a route without authorization servers answers. */
+  tokenHint?: string;
 }
 
-/** The resource identifier of a route: its public URL, e.g. `http://localhost:3001/mcp`. */
-export function defaultResource(route: RouteInfo): string {
-  return route.listener.publicUrl.replace(/\/+$/, '') + (route.path === '/' ? '' : route.path.replace(/\/+$/, ''));
-}
-
-export function protectedResourceMetadata(opts: MetadataOptions): Record<string, unknown> {
+export function protectedResourceMetadata(opts: Omit<MetadataOptions, 'resource'> & { resource: string }): Record<string, unknown> {
   const doc: Record<string, unknown> = { resource: opts.resource };
   if (opts.authorizationServers.length) doc.authorization_servers = [...opts.authorizationServers];
   if (opts.scopesSupported.length) doc.scopes_supported = [...opts.scopesSupported];
@@ -46,14 +49,24 @@ function methodNotAllowed(req: IncomingMessage): ServedResponse | undefined {
 }
 
 export function metadataServes(route: RouteInfo, opts: MetadataOptions): Record<string, (req: IncomingMessage) => Promise<ServedResponse>> {
-  const doc = protectedResourceMetadata(opts);
-  const serveMetadata = async function serveProtectedResourceMetadata(req: IncomingMessage): Promise<ServedResponse> {
-    return methodNotAllowed(req) ?? { status: 200, headers: PUBLIC_JSON, body: doc };
-  };
-  const serves: Record<string, (req: IncomingMessage) => Promise<ServedResponse>> = {
-    [routeMetadataPath(route)]: serveMetadata,
-    [METADATA_PREFIX]: serveMetadata,
-  };
+  const serves: Record<string, (req: IncomingMessage) => Promise<ServedResponse>> = {};
+  if (opts.authorizationServers.length > 0) {
+    const serveMetadata = async function serveProtectedResourceMetadata(req: IncomingMessage): Promise<ServedResponse> {
+      const doc = protectedResourceMetadata({ ...opts, resource: opts.resource.forHost(req.headers.host) });
+      return methodNotAllowed(req) ?? { status: 200, headers: PUBLIC_JSON, body: doc };
+    };
+    serves[routeMetadataPath(route)] = serveMetadata;
+    serves[METADATA_PREFIX] = serveMetadata;
+  } else {
+    // Only the route's own address: the bare one stays free for a route that does have metadata.
+    const body = {
+      error: 'not_found',
+      error_description: `This route has no OAuth authorization server, so there is no protected-resource metadata; send a bearer token.${opts.tokenHint ? ` ${opts.tokenHint}` : ''}`,
+    };
+    serves[routeMetadataPath(route)] = async function serveNoMetadata(req) {
+      return methodNotAllowed(req) ?? { status: 404, headers: { ...PUBLIC_JSON, 'cache-control': 'no-store' }, body };
+    };
+  }
   const devDir = opts.devDir;
   if (devDir !== undefined) {
     serves['/.well-known/jwks.json'] = async function serveDevJwks(req) {

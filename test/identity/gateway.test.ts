@@ -17,6 +17,9 @@ import { startRecordingUpstream, type RecordingUpstream } from '../fixtures/iden
 import { ISSUER, hsSignedWithPublicKey, makeKey, sign, tamper, unsignedToken, type TestKey } from '../fixtures/identity/tokens.ts';
 
 const AUD = 'mcp-gateway-test';
+// Routes with an authorization server serve RFC 9728 metadata and point challenges at it; url /mcp has none.
+const AS = `
+        authorizationServers: ["https://issuer.test"]`;
 
 let everything: RunningUpstream;
 let legacy: RunningUpstream;
@@ -52,12 +55,12 @@ routes:
     path: /mcp
     upstream: everything
     plugins:
-      - { type: token, sources: [header] }${jwt()}
+      - { type: token, sources: [header] }${jwt(AS)}
   - listener: header
     path: /scoped
     upstream: everything
     plugins:
-      - { type: token, sources: [header] }${jwt(`
+      - { type: token, sources: [header] }${jwt(`${AS}
         requiredScopes: [tools:call]`)}
   - listener: url
     path: /mcp
@@ -68,7 +71,7 @@ routes:
     path: /legacy
     upstream: legacy
     plugins:
-      - { type: token, sources: [header, query] }${jwt()}
+      - { type: token, sources: [header, query] }${jwt(AS)}
 `, { files: { 'jwks.json': JSON.stringify({ keys: [rsa.jwk, ed.jwk] }), 'revoked.txt': '' } });
 });
 
@@ -187,6 +190,14 @@ describe('identity: refused', () => {
     });
   }
 
+  it('without authorization servers the challenge names no metadata and says how to get a token', async () => {
+    const r = await post(`${tg.url('url')}/mcp`);
+    assert.equal(r.status, 401);
+    assert.equal(r.code, 'GW_ERR_TOKEN_MISSING');
+    assert.match(r.challenge, /^Bearer error="invalid_request", error_description=".*identity provider that issues for this gateway.*"$/);
+    assert.ok(!r.challenge.includes('resource_metadata'), r.challenge);
+  });
+
   it('a URL token on the header-only listener: 401 GW_ERR_TOKEN_SOURCE, and the token stays out of the logs', async () => {
     const token = await sign(rsa, { aud: AUD });
     const r = await post(`${tg.url('header')}/mcp?token=${token}`);
@@ -246,7 +257,7 @@ describe('identity: refused', () => {
 
 describe('identity: discovery', () => {
   it('serves RFC 9728 metadata per route and at the bare address, advertising only the header', async () => {
-    for (const [listener, route] of [['header', '/mcp'], ['url', '/mcp'], ['url', '/legacy']] as const) {
+    for (const [listener, route] of [['header', '/mcp'], ['url', '/legacy']] as const) {
       const base = tg.url(listener);
       const res = await fetch(`${base}/.well-known/oauth-protected-resource${route}`);
       assert.equal(res.status, 200);
@@ -256,6 +267,14 @@ describe('identity: discovery', () => {
     }
     const bare = await fetch(`${tg.url('header')}/.well-known/oauth-protected-resource`);
     assert.equal(bare.status, 200);
+  });
+
+  it('serves no metadata for a route without an authorization server (the MCP spec requires one)', async () => {
+    const res = await fetch(`${tg.url('url')}/.well-known/oauth-protected-resource/mcp`);
+    assert.equal(res.status, 404);
+    const doc = await res.json() as Record<string, unknown>;
+    assert.equal(doc.resource, undefined);
+    assert.match(String(doc.error_description), /no OAuth authorization server/);
   });
 });
 

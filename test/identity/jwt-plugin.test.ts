@@ -62,7 +62,8 @@ async function refused(p: Plugin, token: string, code: string, status = 401) {
   assert.equal(v.status, status);
   const challenge = v.headers!['www-authenticate'];
   assert.match(challenge, /^Bearer /);
-  assert.ok(challenge.includes('resource_metadata="http://localhost:3001/.well-known/oauth-protected-resource/mcp"'), challenge);
+  // No authorization server configured: no metadata to point at (the MCP spec requires one in it).
+  assert.ok(!challenge.includes('resource_metadata'), challenge);
   assert.match(challenge, /error="[a-z_]+"/);
   assert.match(challenge, /error_description="[^"]+"/);
   return v;
@@ -263,7 +264,7 @@ describe('jwt plugin: protected resource metadata', () => {
     const paths = Object.keys(p.serves!);
     assert.ok(paths.includes('/.well-known/oauth-protected-resource/mcp'));
     assert.ok(paths.includes('/.well-known/oauth-protected-resource'));
-    const res = await p.serves!['/.well-known/oauth-protected-resource/mcp']({ method: 'GET' } as never);
+    const res = await p.serves!['/.well-known/oauth-protected-resource/mcp']({ method: 'GET', headers: {} } as never);
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, {
       resource: 'http://localhost:3001/mcp',
@@ -271,7 +272,21 @@ describe('jwt plugin: protected resource metadata', () => {
       scopes_supported: ['tools:call'],
       bearer_methods_supported: ['header'],
     });
-    assert.equal((await p.serves!['/.well-known/oauth-protected-resource']({ method: 'POST' } as never)).status, 405);
+    assert.equal((await p.serves!['/.well-known/oauth-protected-resource']({ method: 'POST', headers: {} } as never)).status, 405);
+    const { v } = await run(p, 'not-a-jwt');
+    assert.ok(v && v.kind === 'respond');
+    assert.ok(v.headers!['www-authenticate'].includes('resource_metadata="http://localhost:3001/.well-known/oauth-protected-resource/mcp"'));
+  });
+
+  it('without authorization servers: no metadata (404 saying how to get a token), challenges say it too', async () => {
+    const p = await build(rsaOptions());
+    assert.ok(!Object.keys(p.serves!).includes('/.well-known/oauth-protected-resource'), 'the bare address stays free');
+    const res = await p.serves!['/.well-known/oauth-protected-resource/mcp']({ method: 'GET', headers: {} } as never);
+    assert.equal(res.status, 404);
+    assert.match(JSON.stringify(res.body), /identity provider/);
+    const v = await refused(p, 'not-a-jwt', 'GW_ERR_TOKEN_MALFORMED');
+    assert.match(v.headers!['www-authenticate'], /error_description="[^"]*identity provider that issues for this gateway/);
+    assert.match(v.message, /identity provider/);
   });
 });
 

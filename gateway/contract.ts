@@ -187,8 +187,13 @@ export interface MessageContext {
 export interface Outcome {
   /** The status sent to the client (0 when the client went away before a head was sent). */
   status: number;
-  /** Set when the gateway or a plugin refused the exchange. */
-  refusal?: { code: string; plugin?: string };
+  /** Set when the gateway or a plugin refused the exchange; `message` is the refusal's (never a secret). */
+  refusal?: { code: string; plugin?: string; message?: string };
+  /**
+   * Why the exchange did not complete normally: the client left before its answer was complete, the
+   * upstream broke it off, a timeout. An SSE stream that ended by the upstream, a POST's stream that
+   * delivered every answer, and a GET stream the client closed (it has no last message) are complete.
+   */
   error?: Error;
   bytesIn: number;
   bytesOut: number;
@@ -196,7 +201,7 @@ export interface Outcome {
   /** Time until the upstream's response head arrived, when the upstream was called. */
   upstreamMs?: number;
   /** JSON-RPC messages refused one by one (e.g. one element of a batch, a denied tool call). */
-  messageRefusals: Array<{ id: string | number | null; method?: string; code: string; plugin?: string }>;
+  messageRefusals: Array<{ id: string | number | null; method?: string; code: string; plugin?: string; message?: string }>;
 }
 
 /** A response served by a plugin itself on a fixed path (e.g. OAuth metadata), without auth. */
@@ -221,6 +226,11 @@ export interface Plugin {
   serves?: Readonly<Record<string, (req: IncomingMessage) => Awaitable<ServedResponse>>>;
   /** Release timers, connections and files (on reload or shutdown). */
   close?(): Awaitable<void>;
+  /**
+   * Reopen the files this plugin writes by their names (log rotation: after `mv audit.log audit.log.1`
+   * a SIGHUP makes new lines go to a new `audit.log`). Called at the start of every reload.
+   */
+  reopen?(): Awaitable<void>;
 }
 
 /** What every plugin factory receives besides its own config. */

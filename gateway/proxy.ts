@@ -134,6 +134,12 @@ export class ExchangeRun {
   upstreamReq: ClientRequest | undefined;
   finished = false;
   streamed = false;
+  /**
+   * An SSE answer reached its normal end (sse-relay.ts): its upstream ended it, every request of its
+   * POST was answered, or it is a GET stream (no last message: the client closing it is how it ends).
+   * A client that hangs up then did not leave early.
+   */
+  streamComplete = false;
   /** Streams: when the first event reached the client, and the gateway's own share of that time. */
   firstEvent: { atMs: number; gatewayMs: number } | undefined;
   timedOut: TimeoutKind | undefined;
@@ -207,7 +213,7 @@ export class ExchangeRun {
 
   noteMessageRefusal(m: unknown, r: Refusal): void {
     const method = (m as { method?: unknown } | undefined)?.method;
-    this.outcome.messageRefusals.push({ id: idOf(m), method: typeof method === 'string' ? method : undefined, code: r.code, plugin: r.plugin });
+    this.outcome.messageRefusals.push({ id: idOf(m), method: typeof method === 'string' ? method : undefined, code: r.code, plugin: r.plugin, message: r.message });
     this.env.observer.refusal?.({ route: this.route.info.name, plugin: r.plugin ?? 'gateway', code: r.code, tenant: this.x.get(PRINCIPAL)?.tenant });
   }
 
@@ -241,7 +247,7 @@ export class ExchangeRun {
       this.res.destroy();
       return;
     }
-    this.outcome.refusal = { code: r.code, plugin: r.plugin };
+    this.outcome.refusal = { code: r.code, plugin: r.plugin, message: r.message };
     this.outcome.status = r.status;
     this.env.observer.refusal?.({ route: this.route.info.name, plugin: r.plugin ?? 'gateway', code: r.code, tenant: this.x.get(PRINCIPAL)?.tenant });
     sendRefusal(this.res, r, this.requestId ?? loneIdOf(this.body), this.corsHeaders());
@@ -256,7 +262,7 @@ export class ExchangeRun {
     // A finished one must not be touched: destroying it would close its keep-alive socket.
     if (this.upstreamReq && !this.res.writableFinished) this.upstreamReq.destroy();
     const o = this.outcome;
-    if (!this.res.writableFinished && o.status !== 0 && !o.error) {
+    if (!this.res.writableFinished && o.status !== 0 && !o.error && !this.streamComplete) {
       o.error = new Error('the client went away before the response was complete');
     }
     if (o.status === 0 && this.res.headersSent) o.status = this.res.statusCode;

@@ -7,12 +7,14 @@
  * Secrets never reach the file: the token plugin removes URL tokens before anything sees the URL, the
  * exchange line carries the path without its query, and the logger redacts credential fields.
  */
-import path from 'node:path';
+import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { duration } from '../config/units.ts';
 import { definePlugin, PRINCIPAL, PROTOCOL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
-import { idOf, toolNameOf } from '../gateway/jsonrpc.ts';
+import { idOf } from '../gateway/jsonrpc.ts';
+import { answerOutcome, callFields, clientFields, noteAnswer, noteRequest, targetOf, trustList } from './audit-calls.ts';
+import { acquireWriter, type AuditWriter } from './audit-files.ts';
 
 const AuditConfig = z.strictObject({
   /**
@@ -20,11 +22,28 @@ const AuditConfig = z.strictObject({
    * the config file's folder; folders are created). Default `stdout`.
    */
   destination: z.string().min(1).default('stdout'),
-  /** Also write a line per JSON-RPC message (this makes the route parse bodies). Default true. */
+  /**
+   * Also write a line per JSON-RPC message, and put each call's tool and outcome on the exchange line.
+   * Both need the messages, so this makes the route parse bodies; `false` keeps an otherwise
+   * plugin-free route streaming bytes, with exchange lines only. Default true.
+   */
   messages: z.boolean().default(true),
+  /**
+   * Proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: when the peer is one of them, the
+   * exchange line's `forwardedFor` is the client address they forwarded. Default none: the header is
+   * not read, since any client can write it.
+   */
+  trustedProxies: z.array(z.string().refine(validCidr, 'an IPv4 or IPv6 address, optionally with /bits')).default([]),
   /** Longest time a line waits in the write buffer (lines are written in batches). Default 1s. */
   flushInterval: duration().pipe(z.number().min(10)).default(1000),
 });
+
+function validCidr(entry: string): boolean {
+  const [addr, bits, extra] = entry.split('/');
+  const family = isIP(addr);
+  if (family === 0 || extra !== undefined) return false;
+  return bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
 
 /**
  * The audit line's fields are chosen here, so the redaction only has to guard the few places a
@@ -33,10 +52,6 @@ const AuditConfig = z.strictObject({
  */
 const AUDIT_REDACT = ['authorization', 'cookie', 'token', 'headers.authorization', 'headers.cookie', 'headers["x-api-key"]'];
 
-/**
- * Lines are batched: a write system call per line costs more than the line itself, so lines
- * collect before a write (8 KB), and a timer flushes whatever waits at least every `flushInterval`.
- */
 let lastMs = 0;
 let lastTime = '';
 /** pino's ISO timestamp, formatted once per millisecond: several lines share each millisecond. */
@@ -49,31 +64,20 @@ function isoTimeCachedPerMs(): string {
   return lastTime;
 }
 
-function openDestination(dest: string, configDir: string, flushInterval: number, log: Logger): { logger: Logger; close(): void } {
-  const options = { base: { audit: true }, redact: { paths: AUDIT_REDACT, censor: '[redacted]' }, timestamp: isoTimeCachedPerMs };
-  if (dest === 'log') return { logger: log.child({ audit: true }), close: () => undefined };
-  const common = { sync: false, minLength: 8 * 1024 };
-  const stream = dest === 'stdout' ? pino.destination({ fd: 1, ...common })
-    : dest === 'stderr' ? pino.destination({ fd: 2, ...common })
-    : pino.destination({ dest: path.resolve(configDir, dest), mkdir: true, ...common });
-  const flush = () => {
-    try {
-      stream.flush();
-    } catch {
-      // Not open yet, or already closed: the next tick or close() writes what waits.
-    }
-  };
-  const timer = setInterval(flush, flushInterval);
+/** A logger on the destination, and how to let it go. */
+function openDestination(config: z.output<typeof AuditConfig>, configDir: string, log: Logger): { logger: Logger; writer?: AuditWriter; close(): Promise<void> } {
+  if (config.destination === 'log') return { logger: log.child({ audit: true }), close: async () => undefined };
+  const writer = acquireWriter(config.destination, configDir, log);
+  // A timer flushes whatever waits at least every `flushInterval` (lines are written in 8 KB batches).
+  const timer = setInterval(writer.flush, config.flushInterval);
   timer.unref();
+  const options = { base: { audit: true }, redact: { paths: AUDIT_REDACT, censor: '[redacted]' }, timestamp: isoTimeCachedPerMs };
   return {
-    logger: pino(options, stream),
+    logger: pino(options, writer.stream),
+    writer,
     close: () => {
       clearInterval(timer);
-      try {
-        stream.flushSync();
-      } catch {
-        flush();
-      }
+      return writer.release();
     },
   };
 }
@@ -96,9 +100,12 @@ export default definePlugin({
   type: 'audit',
   config: AuditConfig,
   create(config, deps): Plugin {
-    const { logger, close } = openDestination(config.destination, deps.configDir, config.flushInterval, deps.log);
+    const { logger, writer, close } = openDestination(config, deps.configDir, deps.log);
+    const proxies = trustList(config.trustedProxies);
     const messageLine = (msg: JSONRPCMessage, x: Exchange, ctx: MessageContext) => {
-      const m = msg as { method?: string; error?: { code?: number; data?: { code?: string } } };
+      const m = msg as { method?: string };
+      // Answers either way: the upstream's to the client, the client's to a server request.
+      const answer = m.method === undefined ? answerOutcome(msg) : undefined;
       logger.info({
         kind: 'message',
         exchange: x.id,
@@ -106,8 +113,10 @@ export default definePlugin({
         direction: ctx.direction,
         rpcMethod: m.method ?? ctx.request?.method,
         rpcId: idOf(msg),
-        tool: toolNameOf(msg) ?? (ctx.request ? toolNameOf(ctx.request) : undefined),
-        error: m.error ? { code: m.error.code, gatewayCode: m.error.data?.code } : undefined,
+        // A response names what its request named: the line alone says which tool failed.
+        ...targetOf(ctx.request ?? msg),
+        outcome: answer?.outcome,
+        error: answer?.rpcError,
         session: x.sessionId,
         ...who(x),
       });
@@ -124,8 +133,10 @@ export default definePlugin({
           path: x.url.pathname,
           transport: x.transport,
           session: x.sessionId,
+          ...clientFields(x, proxies),
           ...protocolOf(x),
           ...who(x),
+          ...callFields(x, o),
           status: o.status,
           latencyMs: Math.round(o.durationMs * 100) / 100,
           upstreamMs: o.upstreamMs === undefined ? undefined : Math.round(o.upstreamMs * 100) / 100,
@@ -133,15 +144,23 @@ export default definePlugin({
           bytesOut: o.bytesOut,
           refusal: o.refusal?.code,
           refusedBy: o.refusal?.plugin,
+          refusalMessage: o.refusal?.message,
           messageRefusals: o.messageRefusals.length > 0 ? o.messageRefusals : undefined,
           error: o.error?.message,
         });
       },
       close,
+      reopen: writer ? () => writer.reopen() : undefined,
     };
     if (config.messages) {
-      plugin.onRequestMessage = (msg, x, ctx) => void messageLine(msg, x, ctx);
-      plugin.onResponseMessage = (msg, x, ctx) => void messageLine(msg, x, ctx);
+      plugin.onRequestMessage = (msg, x, ctx) => {
+        noteRequest(x, msg);
+        messageLine(msg, x, ctx);
+      };
+      plugin.onResponseMessage = (msg, x, ctx) => {
+        noteAnswer(x, msg);
+        messageLine(msg, x, ctx);
+      };
     }
     return plugin;
   },

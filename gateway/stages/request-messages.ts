@@ -115,7 +115,7 @@ function answerLocally(run: ExchangeRun, inspected: Inspected, batch: boolean): 
 }
 
 function sendLoneRefusal(run: ExchangeRun, r: Refusal): void {
-  run.outcome.refusal = { code: r.code, plugin: r.plugin };
+  run.outcome.refusal = { code: r.code, plugin: r.plugin, message: r.message };
   run.outcome.status = r.status;
   sendRefusal(run.res, r, run.requestId, run.corsHeaders());
 }

@@ -35,6 +35,12 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
   env.observer.streamOpened?.(route.info.name);
   const sessionId = x.sessionId;
   if (sessionId && run.req.method === 'GET') env.sessions.attachStream(sessionId, res);
+  // A GET stream has no last message: the client closing it is how it ends (see Outcome.error).
+  if (run.req.method === 'GET') run.streamComplete = true;
+  // A POST's stream is complete once each of its requests has its answer written, even if the client
+  // hangs up before the upstream ends it (known only where messages are read and correlated).
+  const awaiting = run.req.method === 'POST' ? run.correlation?.own : undefined;
+  const answersDue = (awaiting?.size ?? 0) > 0;
 
   const inspecting = run.pipeline.inspectsResponses;
   // A GET without a session may be a legacy stream, whose first event names the POST endpoint.
@@ -137,6 +143,7 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     proxyRes.pause();
     chain = chain.then(async () => {
       for (const e of events) write(await handleEvent(e));
+      if (answersDue && awaiting!.size === 0) run.streamComplete = true;
     }).catch((err: unknown) => {
       x.log.error({ err }, 'SSE event handling failed; closing the stream');
       run.res.destroy();
@@ -160,11 +167,15 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     void chain.then(() => {
       if (framed) write(framer.flush());
       res.end();
+      run.streamComplete = true;
     });
   });
   // An upstream that dies mid-stream: the client sees a broken stream, not a finished one.
   proxyRes.once('close', () => {
-    if (!proxyRes.complete && !closing) void chain.then(() => res.destroy());
+    if (proxyRes.complete || closing || res.destroyed) return;
+    run.streamComplete = false;
+    run.outcome.error ??= new Error('the upstream broke the stream off before its end');
+    void chain.then(() => res.destroy());
   });
   res.once('close', () => {
     proxyRes.destroy();

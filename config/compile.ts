@@ -6,6 +6,8 @@
  * Validation (`resolvePlugins`) is separate from instantiation (`instantiateRoutes`) so that
  * `--check` and hot reload can refuse a bad file before anything is started.
  */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
@@ -36,11 +38,26 @@ function isPluginDefinition(value: unknown): value is PluginDefinition {
     !!v.config && typeof (v.config as { safeParse?: unknown }).safeParse === 'function';
 }
 
+const isModulePath = (type: string) => type.startsWith('.') || type.startsWith('/');
+
+/** Plugin modules a config loads from a path, absolute: the gateway reloads when one changes. */
+export function pluginModuleFiles(loaded: LoadedConfig): string[] {
+  const types = loaded.config.routes.flatMap((r) => r.plugins.map((p) => p.type)).filter(isModulePath);
+  return [...new Set(types.map((t) => path.resolve(loaded.dir, t)))];
+}
+
+/**
+ * Imports a plugin module by path. Node caches a module by URL for the life of the process, so the URL
+ * carries a digest of the file's content: a changed file is a new URL and is loaded anew on reload,
+ * an unchanged one is the cached module. Only the file itself is versioned: modules it imports keep
+ * Node's cache (docs/plugins.md). Every version loaded stays in memory until the process ends.
+ */
 async function loadPluginModule(ref: string, dir: string): Promise<PluginDefinition | string> {
   const file = path.resolve(dir, ref);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    const version = createHash('sha256').update(await readFile(file)).digest('hex').slice(0, 16);
+    mod = (await import(`${pathToFileURL(file).href}?v=${version}`)) as Record<string, unknown>;
   } catch (err) {
     return `cannot load plugin module ${file}: ${(err as Error).message.split('\n')[0]}`;
   }
@@ -62,7 +79,7 @@ export async function resolvePlugins(loaded: LoadedConfig): Promise<ResolvedRout
       const at = `routes[${i}].plugins[${j}]`;
       const { type, ...options } = ref;
       let def: PluginDefinition | string | undefined;
-      if (type.startsWith('.') || type.startsWith('/')) {
+      if (isModulePath(type)) {
         if (!modules.has(type)) modules.set(type, await loadPluginModule(type, loaded.dir));
         def = modules.get(type);
       } else {

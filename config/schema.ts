@@ -38,6 +38,19 @@ export const ListenerSchema = z.strictObject({
    * CORS preflights from these origins are answered without authentication.
    */
   allowedOrigins: z.array(z.string()).optional(),
+  /**
+   * Serve HTTPS (HTTP/1.1 over TLS) instead of plain HTTP: PEM files, relative to this file. `cert`
+   * holds the full chain, leaf first. The files are watched: a renewed certificate is served to new
+   * connections without a restart (a bad one is logged and the previous one kept). Default: plain HTTP.
+   */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      /** For an encrypted key; usually `${TLS_KEY_PASSPHRASE}`. */
+      passphrase: z.string().optional(),
+    })
+    .optional(),
 });
 
 export const TimeoutsSchema = z.strictObject({

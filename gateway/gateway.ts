@@ -1,27 +1,21 @@
 /**
- * The running gateway: listeners, the current runtime (config generation), hot reload and drain.
- *
- * Per request, before any route or plugin: framing hygiene, DNS-rebinding checks, CORS preflight and
- * the paths plugins serve (OAuth metadata); then the route's exchange (proxy.ts).
+ * The running gateway: the current runtime (config generation), hot reload and drain. Listeners are
+ * in listeners.ts; what each request goes through before its route, in entry.ts.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Writable } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { resolvePlugins } from '../config/compile.ts';
+import { pluginModuleFiles, resolvePlugins } from '../config/compile.ts';
 import { ConfigError, loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
-import type { ListenerConfig } from '../config/schema.ts';
-import type { ListenerInfo, SharedServices } from './contract.ts';
-import { coreRefusal, refusalMessage, sendRefusal } from './errors.ts';
-import { ListenerPolicy } from './listener-policy.ts';
-import { checkRequestHeaders } from './request-hygiene.ts';
+import type { SharedServices } from './contract.ts';
+import { entry } from './entry.ts';
+import { coreRefusal, sendRefusal } from './errors.ts';
+import { sameFiles, watchFiles, type FileWatch } from './file-watch.ts';
+import { Listeners, type ListenerPlan } from './listeners.ts';
 import { createLogger } from './logger.ts';
-import { attachProxyEvents, handleExchange, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
+import { attachProxyEvents, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
 import { buildRuntime, type Runtime, type StdioCache } from './runtime.ts';
 import { SessionSealer } from './session-seal.ts';
 import { SessionRegistry } from './sessions.ts';
@@ -59,13 +53,6 @@ export interface RunningGateway {
   runtime(): Runtime;
 }
 
-interface LiveListener {
-  config: ListenerConfig;
-  server: http.Server;
-  info: ListenerInfo;
-  policy: ListenerPolicy;
-}
-
 export async function startGateway(opts: StartOptions): Promise<RunningGateway> {
   const env = opts.env ?? process.env;
   let loaded = await loadConfigFile(opts.configPath, env);
@@ -100,87 +87,29 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   attachProxyEvents(proxy);
   const proxyEnv: ProxyEnv = { proxy, sealer, sessions, observer, log };
   const stdio: StdioCache = new Map();
-  const listeners = new Map<string, LiveListener>();
   let draining = false;
   // Undefined only while starting: listeners are bound before the runtime exists (plugins need their ports).
   let runtime: Runtime | undefined;
-
-  const onRequest = (name: string) => (req: IncomingMessage, res: ServerResponse) => {
-    const live = listeners.get(name);
-    if (!live) return sendRefusal(res, coreRefusal('GW_ERR_NO_ROUTE', 'this listener is being removed'), null);
-    if (draining) {
-      res.setHeader('connection', 'close');
-      return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'), null, { 'retry-after': '1' });
-    }
-    if (!runtime) {
-      return sendRefusal(res, coreRefusal('GW_ERR_STARTING', 'the gateway is starting; retry in a moment'), null, { 'retry-after': '1' });
-    }
-    void entry(live, runtime, req, res, proxyEnv, log);
-  };
-
-  async function openListener(cfg: ListenerConfig): Promise<LiveListener> {
-    const server = http.createServer({
-      // A slow tool call or a long SSE stream must never be cut by Node's defaults.
-      requestTimeout: 0,
-      headersTimeout: 60_000,
-      keepAliveTimeout: 65_000,
-    }, onRequest(cfg.name));
-    server.timeout = 0;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(cfg.port, cfg.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    // Requests Node cannot even parse never reach a route; they still get an answer with a code.
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable) return void socket.destroy();
-      const r = err.code === 'HPE_HEADER_OVERFLOW'
-        ? coreRefusal('GW_ERR_HEADERS_TOO_LARGE', 'the request headers are larger than the gateway accepts')
-        : coreRefusal('GW_ERR_BAD_FRAMING', `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`);
-      const body = JSON.stringify(refusalMessage(r, null));
-      const reason = r.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-      socket.end(`HTTP/1.1 ${r.status} ${reason}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-    });
-    const port = (server.address() as AddressInfo).port;
-    const policy = new ListenerPolicy(cfg, port);
-    return { config: cfg, server, policy, info: { name: cfg.name, host: cfg.host, port, publicUrl: policy.publicUrl } };
-  }
-
-  async function openChangedListeners(next: LoadedConfig): Promise<Map<string, LiveListener>> {
-    const opened = new Map<string, LiveListener>();
-    try {
-      for (const cfg of next.config.listeners) {
-        const live = listeners.get(cfg.name);
-        if (live && JSON.stringify(cfg) === JSON.stringify(live.config)) continue;
-        opened.set(cfg.name, await openListener(cfg));
+  const listeners = new Listeners({
+    log,
+    watchCertificates: opts.watchConfig ?? true,
+    onRequest(live, req, res) {
+      if (!live) return sendRefusal(res, coreRefusal('GW_ERR_NO_ROUTE', 'this listener is being removed'), null);
+      if (draining) {
+        res.setHeader('connection', 'close');
+        return sendRefusal(res, coreRefusal('GW_ERR_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'), null, { 'retry-after': '1' });
       }
-    } catch (err) {
-      for (const l of opened.values()) closeServer(l.server);
-      throw err;
-    }
-    return opened;
-  }
-  function commitListeners(next: LoadedConfig, opened: Map<string, LiveListener>): void {
-    const wanted = new Set(next.config.listeners.map((l) => l.name));
-    for (const [name, live] of [...listeners]) {
-      if (!wanted.has(name) || opened.has(name)) {
-        listeners.delete(name);
-        closeServer(live.server);
-        log.info({ listener: name }, wanted.has(name) ? 'listener changed: reopening it with the new settings' : 'listener removed');
+      if (!runtime) {
+        return sendRefusal(res, coreRefusal('GW_ERR_STARTING', 'the gateway is starting; retry in a moment'), null, { 'retry-after': '1' });
       }
-    }
-    for (const [name, l] of opened) listeners.set(name, l);
-  }
-  async function syncListeners(next: LoadedConfig): Promise<void> {
-    commitListeners(next, await openChangedListeners(next));
-  }
+      void entry(live, runtime, req, res, proxyEnv, log);
+    },
+  });
 
-  const build = (next: LoadedConfig, nextResolved: typeof resolved, opened: Map<string, LiveListener> = new Map()) =>
+  const build = (next: LoadedConfig, nextResolved: typeof resolved, plan: ListenerPlan) =>
     buildRuntime(next, nextResolved, {
-      listeners: new Map([...listeners, ...opened].map(([n, l]) => [n, l.info])),
-      policies: new Map([...listeners, ...opened].map(([n, l]) => [n, l.policy])),
+      listeners: plan.infos,
+      policies: plan.policies,
       log,
       shared,
       stdio,
@@ -235,40 +164,32 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   let again: Promise<ReloadResult> | undefined;
   let closed = false;
   let changedWhileStarting = false;
+  // gateway.yaml and the plugin modules it loads from a path: saving any of them reloads.
+  let watching: FileWatch | undefined;
+  const watchConfigFiles = (files: string[]): void => {
+    if (!(opts.watchConfig ?? true) || closed || (watching && sameFiles(watching.files, files))) return;
+    watching?.close();
+    // A change made while the gateway is still starting is applied once it has started.
+    watching = watchFiles(files, () => (runtime ? void reload() : (changedWhileStarting = true)), {
+      onError: (folder, err) => log.warn({ folder, error: err.message }, 'cannot watch the config file; reload with SIGHUP'),
+    });
+  };
   // Watched from before the listeners open, so no change made once the port answers can be missed.
-  let watcher: FSWatcher | undefined;
-  let debounce: NodeJS.Timeout | undefined;
-  if (opts.watchConfig ?? true) {
-    try {
-      // Watch the folder, not the file: editors save by writing a new file and renaming it over the
-      // old one, and a watch on the old inode would never fire again.
-      const base = path.basename(loaded.source);
-      watcher = watch(path.dirname(loaded.source), (_e, f) => {
-        if (f !== null && f !== base) return;
-        clearTimeout(debounce);
-        // A change made while the gateway is still starting is applied once it has started.
-        debounce = setTimeout(() => (runtime ? void reload() : (changedWhileStarting = true)), 300);
-      });
-      watcher.unref();
-    } catch (err) {
-      log.warn({ error: (err as Error).message }, 'cannot watch the config file; reload with SIGHUP');
-    }
-  }
+  watchConfigFiles(configFiles(loaded));
 
   try {
-    await syncListeners(applyOverrides(loaded, opts));
-    runtime = await build(loaded, resolved);
+    // Bound and committed first: until the runtime exists, requests are answered "starting".
+    const plan = await listeners.prepare(applyOverrides(loaded, opts));
+    listeners.commit(plan);
+    runtime = await build(loaded, resolved, plan);
     for (const [name, entry] of runtime.startedStdio) stdio.set(name, entry);
   } catch (err) {
     // Release everything a failed start opened, so the caller (a test, a supervisor) is not held up.
-    for (const l of listeners.values()) {
-      l.server.close();
-      l.server.closeAllConnections();
-    }
+    listeners.stopAccepting();
+    listeners.closeAllConnections();
     await Promise.all([...stdio.values()].map((e) => e.upstream.close()));
     await admin?.close();
-    watcher?.close();
-    clearTimeout(debounce);
+    watching?.close();
     shared.redis?.disconnect();
     proxy.close();
     throw err;
@@ -277,7 +198,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
 
   log.info(formatBanner(bannerInfoFromConfig(loaded.config, {
     configPath: loaded.source,
-    listenerUrls: Object.fromEntries([...listeners].map(([n, l]) => [n, l.info.publicUrl])),
+    listenerUrls: Object.fromEntries(listeners.all().map((l) => [l.info.name, l.info.publicUrl])),
     adminUrl: admin?.url,
   })).join('\n'));
 
@@ -289,19 +210,27 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       return again;
     }
     reloading = (async () => {
-      let opened = new Map<string, LiveListener>();
+      let plan: ListenerPlan | undefined;
       try {
         const next = await loadConfigFile(opts.configPath, env);
         const nextResolved = await resolvePlugins(next);
-        opened = await openChangedListeners(applyOverrides(next, opts));
-        const nextRuntime = await build(next, nextResolved, opened);
-        commitListeners(applyOverrides(next, opts), opened);
+        plan = await listeners.prepare(applyOverrides(next, opts));
+        const nextRuntime = await build(next, nextResolved, plan);
+        if (closed) {
+          // close() ran while this was built: nothing of it may outlive the gateway.
+          listeners.abort(plan);
+          await nextRuntime.close(log);
+          await Promise.all([...nextRuntime.startedStdio.values()].map((e) => e.upstream.close()));
+          return { ok: false, error: 'the gateway is shutting down' };
+        }
+        listeners.commit(plan);
         const previous = runtime!;
         runtime = nextRuntime;
         loaded = next;
         resolved = nextResolved;
         metrics.reload('success');
         log.info({ config: next.source }, 'configuration reloaded');
+        watchConfigFiles(configFiles(next));
         // Stdio upstreams the new runtime replaced or no longer uses are closed once the old runtime is done.
         const retiredStdio = adoptStdio(stdio, nextRuntime);
         // Exchanges already running finish on the pipeline they started on.
@@ -311,7 +240,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         });
         return { ok: true };
       } catch (err) {
-        for (const l of opened.values()) { if (listeners.get(l.config.name) !== l) closeServer(l.server); }
+        // A no-op for what a commit already took over.
+        if (plan) listeners.abort(plan);
         metrics.reload('failure');
         const message = (err as Error).message;
         log.error({ error: message }, 'configuration reload failed; the previous configuration keeps serving');
@@ -331,15 +261,14 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     closing = (async () => {
       draining = true;
       closed = true;
-      clearTimeout(debounce);
-      watcher?.close();
+      watching?.close();
       const grace = loaded.config.shutdownGrace;
       log.info({ graceMs: grace, inFlight: runtime!.active }, 'draining: no new connections; waiting for in-flight exchanges');
-      for (const l of listeners.values()) l.server.close();
+      listeners.stopAccepting();
       // Open streams never end by themselves: end them cleanly now so clients reconnect elsewhere.
       sessions.closeStreams();
       await runtime!.retire(grace);
-      for (const l of listeners.values()) l.server.closeAllConnections();
+      listeners.closeAllConnections();
       await runtime!.close(log);
       await Promise.all([...stdio.values()].map((e) => e.upstream.close()));
       await admin?.close();
@@ -363,9 +292,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
 
   return {
     listenerUrl(name) {
-      const live = name ? listeners.get(name) : listeners.values().next().value;
+      const live = listeners.get(name);
       if (!live) throw new Error(`no listener named ${name}`);
-      return `http://127.0.0.1:${live.info.port}`;
+      return `${live.config.tls ? 'https' : 'http'}://127.0.0.1:${live.info.port}`;
     },
     adminUrl() {
       if (!admin) throw new Error('the admin listener is disabled');
@@ -397,11 +326,6 @@ function applyOverrides(loaded: LoadedConfig, opts: StartOptions): LoadedConfig 
   return { ...loaded, config: { ...loaded.config, admin: { ...loaded.config.admin, port: opts.overrides.adminPort } } };
 }
 
-function closeServer(server: http.Server): void {
-  server.close();
-  setTimeout(() => server.closeAllConnections(), 10_000).unref();
-}
-
 /** Puts a new runtime's stdio upstreams into the cache; returns those it no longer uses. */
 function adoptStdio(cache: StdioCache, runtime: Runtime): StdioUpstream[] {
   const retired: StdioUpstream[] = [];
@@ -419,57 +343,7 @@ function adoptStdio(cache: StdioCache, runtime: Runtime): StdioUpstream[] {
   return retired;
 }
 
-/** Listener-level checks, plugin-served paths, then the route's exchange. */
-async function entry(live: LiveListener, runtime: Runtime, req: IncomingMessage, res: ServerResponse, env: ProxyEnv, log: Logger): Promise<void> {
-  // Before anything reads a header: a request whose headers can be read two ways is refused.
-  const duplicate = checkRequestHeaders(req);
-  if (duplicate) return sendRefusal(res, duplicate, null);
-  const method = req.method ?? 'GET';
-  // http-proxy-3 turns a chunked DELETE/OPTIONS into `content-length: 0` and forwards the body as a
-  // second request on the upstream connection: refuse the framing outright.
-  if ((method === 'DELETE' || method === 'OPTIONS') && req.headers['transfer-encoding'] !== undefined) {
-    res.setHeader('connection', 'close');
-    return sendRefusal(res, coreRefusal('GW_ERR_BAD_FRAMING', `${method} with Transfer-Encoding is not accepted; send Content-Length instead`), null);
-  }
-  const hostProblem = live.policy.checkHost(req);
-  if (hostProblem) return sendRefusal(res, coreRefusal('GW_ERR_HOST_NOT_ALLOWED', hostProblem), null);
-  const origin = req.headers.origin;
-  if (origin !== undefined && !live.policy.originAllowed(origin)) {
-    return sendRefusal(res, coreRefusal('GW_ERR_ORIGIN_NOT_ALLOWED', `Origin "${origin}" is not allowed on this listener (listeners[].allowedOrigins)`), null);
-  }
-  if (method === 'OPTIONS') {
-    // CORS preflight: answered here, before authentication, because browsers send no credentials.
-    res.writeHead(204, origin ? live.policy.preflightHeaders(req) : { allow: 'GET, POST, DELETE, OPTIONS' });
-    return void res.end();
-  }
-  let url: URL;
-  try {
-    url = new URL(req.url ?? '/', 'http://gateway.invalid');
-  } catch {
-    return sendRefusal(res, coreRefusal('GW_ERR_INVALID_REQUEST', 'the request target is not a valid URL'), null);
-  }
-  const served = runtime.served.get(live.info.name)?.get(url.pathname);
-  if (served && (method === 'GET' || method === 'HEAD')) {
-    try {
-      const answer = await served(req);
-      const body = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
-      res.writeHead(answer.status, {
-        'content-type': typeof answer.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
-        'content-length': Buffer.byteLength(body),
-        ...live.policy.corsHeaders(origin),
-        ...answer.headers,
-      });
-      return void res.end(method === 'HEAD' ? undefined : body);
-    } catch (err) {
-      log.error({ err, path: url.pathname }, 'a plugin-served path failed');
-      return sendRefusal(res, coreRefusal('GW_ERR_PLUGIN_FAILED', 'this document could not be produced; see the gateway log'), null);
-    }
-  }
-  const route = runtime.match(live.info.name, url.pathname);
-  if (!route) {
-    return sendRefusal(res, coreRefusal('GW_ERR_NO_ROUTE', `no route for ${url.pathname} on this listener`), null, live.policy.corsHeaders(origin));
-  }
-  const leave = runtime.enter();
-  res.once('close', leave);
-  await handleExchange(route, req, res, url, env);
+/** The files whose change reloads the config: the file itself and plugin modules it loads by path. */
+function configFiles(loaded: LoadedConfig): string[] {
+  return [loaded.source, ...pluginModuleFiles(loaded)].map((f) => path.resolve(f)).sort();
 }

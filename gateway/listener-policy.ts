@@ -26,7 +26,8 @@ export class ListenerPolicy {
 
   constructor(cfg: ListenerConfig, boundPort: number) {
     const shownHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? 'localhost' : cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
-    this.publicUrl = (cfg.publicUrl ?? `http://${shownHost}:${boundPort}`).replace(/\/+$/, '');
+    const scheme = cfg.tls ? 'https' : 'http';
+    this.publicUrl = (cfg.publicUrl ?? `${scheme}://${shownHost}:${boundPort}`).replace(/\/+$/, '');
     const publicHost = new URL(this.publicUrl).hostname;
     const hosts = cfg.allowedHosts ?? [publicHost, ...LOOPBACK_NAMES];
     this.#hostsAny = hosts.includes('*');

@@ -32,9 +32,9 @@ after(async () => {
 });
 
 /** gateway.yaml with one listener and one route to server-everything; `route` adds route options. */
-function config(opts: { port?: number; path?: string; route?: string; extra?: string } = {}): string {
+function config(opts: { port?: number; path?: string; route?: string; extra?: string; listener?: string } = {}): string {
   return `
-listeners: [{ name: main, port: ${opts.port ?? 0} }]
+listeners: [{ name: main, port: ${opts.port ?? 0}${opts.listener ? `, ${opts.listener}` : ''} }]
 upstreams:
   everything: { url: ${everything.url}/mcp }
 routes:
@@ -227,6 +227,35 @@ describe('hot reload in process', () => {
     }
   });
 
+  test('settings changed on an unchanged port (allowedOrigins, publicUrl) apply on the same socket, reload after reload', async () => {
+    const port = await freePort();
+    const gw = await startTestGateway(config({ port }));
+    const file = path.join(gw.dir, 'gateway.yaml');
+    const url = `http://127.0.0.1:${port}/mcp`;
+    const fromApp = { origin: 'https://app.example' };
+    const client = await connectClient(url);
+    try {
+      assert.equal((await post(url, { jsonrpc: '2.0', id: 1, method: 'ping' }, fromApp)).status, 403, 'precondition: the origin is not allowed yet');
+      await writeFile(file, config({ port, listener: 'allowedOrigins: ["https://app.example"]' }));
+      assert.deepEqual(await gw.gw.reload(), { ok: true });
+      assert.notEqual((await post(url, { jsonrpc: '2.0', id: 2, method: 'ping' }, fromApp)).status, 403, 'the new allowedOrigins apply');
+      // A second and a third reload: the bug made every later reload fail with EADDRINUSE.
+      await writeFile(file, config({ port, listener: 'allowedOrigins: ["https://app.example"], publicUrl: "https://mcp.example"' }));
+      assert.deepEqual(await gw.gw.reload(), { ok: true });
+      assert.equal(gw.gw.runtime().routesByListener.get('main')![0].info.listener.publicUrl, 'https://mcp.example', 'plugins see the new publicUrl');
+      await writeFile(file, config({ port }));
+      assert.deepEqual(await gw.gw.reload(), { ok: true });
+      assert.equal((await post(url, { jsonrpc: '2.0', id: 3, method: 'ping' }, fromApp)).status, 403, 'back to the defaults');
+      // The client's session and its keep-alive connection lived through all of it.
+      await echoOnce(client, 'after three listener changes');
+      assert.ok(gw.logs().some((l) => l.msg === 'listener settings changed; its socket stays open' && l.listener === 'main'));
+      assert.ok(!gw.logs().some((l) => l.msg === 'listener changed: reopening it with the new settings'), 'the socket was never reopened');
+    } finally {
+      await client.close();
+      await gw.close();
+    }
+  });
+
   test('a reload whose new port is taken fails, and the old listener keeps serving', async () => {
     const gw = await startTestGateway(config());
     const oldPort = Number(new URL(gw.url()).port);
@@ -263,7 +292,8 @@ describe('hot reload in process', () => {
     child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
-      const code = await Promise.race([exited, sleep(4000).then(() => 'hung' as const)]);
+      // Generous: a loaded CI machine takes seconds just to start Node; a real hang never ends.
+      const code = await Promise.race([exited, sleep(20_000).then(() => 'hung' as const)]);
       assert.match(out, new RegExp(`closed ${newPort}`), out);
       assert.equal(await canConnect(newPort), false, 'nothing listens on the new port after close()');
       assert.equal(code, 0, 'the process exits by itself after close()');

@@ -5,14 +5,15 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolvePlugins } from '../config/compile.ts';
-import { ConfigError, loadConfigFile } from '../config/load.ts';
+import { ConfigError } from '../config/load.ts';
+import { checkConfig } from './check.ts';
 import { startGateway } from './gateway.ts';
-import { SessionSealer } from './session-seal.ts';
+import { StdioConfigError } from './stdio/errors.ts';
 
 const USAGE = `usage: npm start -- [--config gateway.yaml] [--check]
   --config FILE  the configuration to use (default ./gateway.yaml)
-  --check        validate the configuration (schema, references, plugin options) and exit`;
+  --check        validate the configuration and exit: schema, references, plugin options, plugins
+                 built (keys loaded), stdio commands found on PATH; binds no port, starts no process`;
 
 async function main(): Promise<number> {
   let args;
@@ -32,15 +33,8 @@ async function main(): Promise<number> {
   const configPath = path.resolve(args.config ?? process.env.GATEWAY_CONFIG ?? 'gateway.yaml');
   try {
     if (args.check) {
-      const loaded = await loadConfigFile(configPath, process.env);
-      const routes = await resolvePlugins(loaded);
-      try {
-        SessionSealer.fromConfig(loaded.config.sessions.key, loaded.config.sessions.previousKeys);
-      } catch (err) {
-        throw new ConfigError(loaded.source, [`sessions.key: ${(err as Error).message}`]);
-      }
-      const plugins = routes.reduce((n, r) => n + r.plugins.length, 0);
-      process.stdout.write(`${configPath}: OK (${loaded.config.listeners.length} listeners, ${routes.length} routes, ${Object.keys(loaded.config.upstreams).length} upstreams, ${plugins} plugins)\n`);
+      const s = await checkConfig(configPath, process.env, (line) => process.stderr.write(`warning: ${line}\n`));
+      process.stdout.write(`${configPath}: OK (${s.listeners} listeners, ${s.routes} routes, ${s.upstreams} upstreams, ${s.plugins} plugins)\n`);
       return 0;
     }
     const gw = await startGateway({ configPath });
@@ -55,11 +49,17 @@ async function main(): Promise<number> {
       process.stderr.write(`${err.message}\n`);
       return 1;
     }
+    // A stdio upstream refused while the runtime was built (command not found, unknown template).
+    if (err instanceof StdioConfigError) {
+      process.stderr.write(`${new ConfigError(configPath, [err.message]).message}\n`);
+      return 1;
+    }
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') {
       process.stderr.write(`cannot listen: ${e.message}. Is another gateway running? Change the port in ${configPath}.\n`);
     } else {
-      process.stderr.write(`the gateway failed to start: ${e.stack ?? e.message}\n`);
+      // One line an operator can act on; a stack trace would bury it.
+      process.stderr.write(`the gateway failed to start: ${(e.message ?? String(err)).split("\n")[0]}\n`);
     }
     return 3;
   }

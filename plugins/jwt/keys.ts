@@ -22,6 +22,7 @@ const HMAC = new Set<string>(['HS256', 'HS384', 'HS512']);
 const RSA = new Set<string>(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
 const EC_CURVE: Record<string, string> = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' };
 const EDDSA = new Set<string>(['EdDSA', 'Ed25519']);
+const JWK_CURVE_ALG: Record<string, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
 
 export interface KeysConfig {
   jwksUrl?: string;
@@ -69,6 +70,31 @@ function narrow(configured: readonly string[], fits: (alg: string) => boolean, w
     throw new Error(`none of the allowed algorithms (${configured.join(', ')}) can be verified with ${what}`);
   }
   return usable;
+}
+
+/** Algorithms the keys of a JWKS can verify: each key's `alg` when it names one, else by type and curve. */
+function jwksAlgorithms(jwks: JSONWebKeySet): Set<string> {
+  const out = new Set<string>();
+  for (const k of Array.isArray(jwks.keys) ? jwks.keys : []) {
+    if (typeof k.alg === 'string') out.add(k.alg);
+    else if (k.kty === 'RSA') for (const a of RSA) out.add(a);
+    else if (k.kty === 'EC') out.add(JWK_CURVE_ALG[k.crv ?? ''] ?? '');
+    else if (k.kty === 'OKP' && k.crv === 'Ed25519') for (const a of EDDSA) out.add(a);
+  }
+  out.delete('');
+  return out;
+}
+
+/**
+ * A JWKS file whose keys verify none of the allowed algorithms would refuse every token, but only at
+ * the first request: refuse it when the plugin is built (at start, reload and `--check`) instead. The
+ * allow-list is not narrowed to today's keys: a rotation may add keys of another allowed type.
+ */
+function assertJwksFileCovers(file: string, algorithms: readonly string[]): void {
+  const has = jwksAlgorithms(JSON.parse(readFileSync(file, 'utf8')) as JSONWebKeySet);
+  if (!algorithms.some((a) => has.has(a))) {
+    throw new Error(`none of the allowed algorithms (${algorithms.join(', ')}) can be verified with the keys in ${file} (they verify ${[...has].join(', ') || 'nothing'})`);
+  }
 }
 
 /**
@@ -210,7 +236,10 @@ export async function loadKeySource(
   const asymmetric = (a: string) => !HMAC.has(a);
   if (cfg.jwksFile !== undefined) {
     const file = resolve(cfg.jwksFile);
-    return { key: reloadingLocalJwks(file), algorithms: narrow(algorithms, asymmetric, 'a JWKS'), description: `JWKS file ${file}` };
+    const key = reloadingLocalJwks(file);
+    const usable = narrow(algorithms, asymmetric, 'a JWKS');
+    assertJwksFileCovers(file, usable);
+    return { key, algorithms: usable, description: `JWKS file ${file}` };
   }
   if (cfg.jwksUrl !== undefined) {
     return { key: remoteJwks(cfg.jwksUrl, cfg), algorithms: narrow(algorithms, asymmetric, 'a JWKS'), description: `JWKS ${cfg.jwksUrl}` };
@@ -223,9 +252,12 @@ export async function loadKeySource(
       const { created } = await ensureDevKeys(dir, cfg.dev.alg);
       if (created) opts.onDevKeysCreated?.(dir);
     }
+    const usable = narrow(algorithms, (a) => a === 'EdDSA' || a === 'Ed25519' || a === 'ES256', 'the development keys (allow EdDSA or ES256)');
+    // e.g. `algorithms: [ES256]` with EdDSA development keys (`keys.dev.alg`).
+    assertJwksFileCovers(devKeyFiles(dir).jwks, usable);
     return {
       key: reloadingLocalJwks(devKeyFiles(dir).jwks),
-      algorithms: narrow(algorithms, (a) => a === 'EdDSA' || a === 'Ed25519' || a === 'ES256', 'the development keys (allow EdDSA or ES256)'),
+      algorithms: usable,
       description: `development issuer keys in ${dir}`,
       devDir: dir,
     };

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { bool, bytes, duration, int } from './units.ts';
 import { upstreamSchema } from './upstream-kind.ts';
+import { TracingSchema } from './tracing.ts';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, "_", "." and "-"');
 
@@ -257,6 +258,8 @@ export const GatewayConfigSchema = z.strictObject({
       tenantLabels: bool().default(false),
     })
     .default({ tenantLabels: false }),
+  /** OpenTelemetry traces over OTLP/HTTP (config/tracing.ts). Default: off. */
+  tracing: TracingSchema.optional(),
   /** Longest time SIGTERM waits for in-flight exchanges before closing them. Default 10s. */
   shutdownGrace: duration().default(10_000),
 });

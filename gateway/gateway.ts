@@ -24,6 +24,7 @@ import { startAdminServer } from './admin.ts';
 import { httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
 import type { StdioUpstream } from './stdio/upstream.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
+import { startTracing } from './tracing/setup.ts';
 
 export interface StartOptions {
   configPath: string;
@@ -85,7 +86,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   const sessions = new SessionRegistry();
   const proxy = createProxyServer({});
   attachProxyEvents(proxy);
-  const proxyEnv: ProxyEnv = { proxy, sealer, sessions, observer, log };
+  // Read at start only: a reload does not start, stop or reconfigure tracing (docs/operations.md).
+  const tracing = await startTracing(loaded.config.tracing, log);
+  const proxyEnv: ProxyEnv = { proxy, sealer, sessions, observer, log, tracing };
   const stdio: StdioCache = new Map();
   let draining = false;
   // Undefined only while starting: listeners are bound before the runtime exists (plugins need their ports).
@@ -192,6 +195,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     watching?.close();
     shared.redis?.disconnect();
     proxy.close();
+    await tracing?.shutdown();
     throw err;
   }
   metrics.setProcessSource(() => [...runtime!.upstreams.values()].flatMap((u) => u.stdio?.processes() ?? []));
@@ -274,6 +278,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       await admin?.close();
       proxy.close();
       shared.redis?.disconnect();
+      // Last: every exchange has ended, so its spans are in the batch this exports.
+      await tracing?.shutdown();
       log.info('gateway stopped');
       log.flush?.();
     })();

@@ -9,6 +9,7 @@ import type {
   Exchange, JSONRPCMessage, MessageContext, MessageVerdict, Outcome, Plugin, ResponseHead, Verdict,
 } from './contract.ts';
 import type { Refusal } from './errors.ts';
+import { EXCHANGE_TRACE } from './tracing/spans.ts';
 
 export class Pipeline {
   readonly plugins: readonly Plugin[];
@@ -47,11 +48,17 @@ export class Pipeline {
 
   /** Runs request hooks; the first refusal is returned. */
   request(x: Exchange): Promise<Refusal | undefined> {
+    // (No closure unless traced: this runs per request.)
+    const trace = x.get(EXCHANGE_TRACE);
+    if (trace) return trace.timed('request hooks', () => runVerdictHooks(this.#onRequest, x, (p) => p.onRequest!(x)));
     return runVerdictHooks(this.#onRequest, x, (p) => p.onRequest!(x));
   }
 
   /** Runs response-head hooks (reverse order); the first refusal is returned. */
   response(head: ResponseHead, x: Exchange): Promise<Refusal | undefined> {
+    // (No closure unless traced: this runs per request.)
+    const trace = x.get(EXCHANGE_TRACE);
+    if (trace) return trace.timed('response hooks', () => runVerdictHooks(this.#onResponse, x, (p) => p.onResponse!(head, x)));
     return runVerdictHooks(this.#onResponse, x, (p) => p.onResponse!(head, x));
   }
 

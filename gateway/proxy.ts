@@ -40,6 +40,7 @@ import { inspectRequestBody } from './stages/request-messages.ts';
 import { openSession } from './stages/session.ts';
 import { callUpstream, onUpstreamError, onUpstreamRequest } from './stages/upstream-call.ts';
 import { onUpstreamResponse } from './stages/response.ts';
+import type { ExchangeTrace, Tracing } from './tracing/spans.ts';
 
 /** What the gateway reports to metrics; every method is optional so tests can pass nothing. */
 export interface ExchangeObserver {
@@ -62,6 +63,8 @@ export interface ProxyEnv {
   sessions: SessionRegistry;
   observer: ExchangeObserver;
   log: Logger;
+  /** Set only when gateway.yaml configures tracing (tracing/setup.ts). */
+  tracing?: Tracing;
 }
 
 /**
@@ -81,8 +84,10 @@ export function attachProxyEvents(proxy: httpProxy.ProxyServer): void {
   });
   proxy.on('proxyRes', (proxyRes, req) => {
     const run = runOf(req);
-    if (run) onUpstreamResponse(run, proxyRes);
-    else proxyRes.resume();
+    if (run) {
+      run.trace?.upstreamResponse(proxyRes);
+      onUpstreamResponse(run, proxyRes);
+    } else proxyRes.resume();
   });
   // http-proxy-3 throws when no error listener exists; errors are handled per call, this is a backstop.
   proxy.on('error', (err, req, res) => {
@@ -109,6 +114,8 @@ export class ExchangeRun {
   readonly res: ServerResponse;
   readonly env: ProxyEnv;
   readonly x: GatewayExchange;
+  /** This exchange's spans; undefined unless tracing is configured (tracing/spans.ts). */
+  readonly trace: ExchangeTrace | undefined;
 
   /** The request body as received, then as re-encoded after the message hooks (POST only). */
   body: Buffer | undefined;
@@ -157,6 +164,7 @@ export class ExchangeRun {
       ? req.headers['x-request-id']
       : randomUUID();
     this.x = new GatewayExchange({ id, route: route.info, req, url, log: env.log });
+    this.trace = env.tracing?.begin(this);
     res.once('close', () => this.finish());
   }
 
@@ -173,6 +181,8 @@ export class ExchangeRun {
         const refused = await readRequestBody(this);
         if (refused) return this.refuse(refused);
       }
+      // The body may name the trace's parent (`params._meta.traceparent`): the span opens now.
+      this.trace?.open();
       // 3. Session: open the sealed id, check the owner.
       const sessionRefusal = openSession(this);
       if (sessionRefusal) return this.refuse(sessionRefusal);
@@ -268,6 +278,7 @@ export class ExchangeRun {
     if (o.status === 0 && this.res.headersSent) o.status = this.res.statusCode;
     o.durationMs = Number(process.hrtime.bigint() - this.x.startedAt) / 1e6;
     this.pipeline.done(this.x, o);
+    this.trace?.end();
     const base = { route: this.route.info.name, listener: this.route.info.listener.name, method: this.x.method, status: o.status, upstreamMs: o.upstreamMs };
     this.env.observer.exchangeDone?.(this.streamed
       // A stream's lifetime is not a latency: its gateway time is its share of the time to the first event.

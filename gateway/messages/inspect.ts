@@ -14,6 +14,7 @@ import { idKey, idOf, isMessage, isRequest, isResponse } from '../jsonrpc.ts';
 import type { Pipeline } from '../pipeline.ts';
 import type { Reservation } from './correlation.ts';
 import type { MessageRules } from '../era/message-rules.ts';
+import { EXCHANGE_TRACE } from '../tracing/spans.ts';
 
 /** Where requests are remembered for the answers to find (an exchange's table or a legacy session's). */
 export interface Correlator {
@@ -54,10 +55,14 @@ export async function inspect(
 ): Promise<Inspected> {
   const result: Inspected = { out: [], answers: [], changed: false };
   const lone = framing === 'json' && values.length === 1;
+  // One span per JSON body when traced; none per SSE event (a stream may carry thousands).
+  const trace = scope.hooks && framing !== 'sse' ? scope.x.get(EXCHANGE_TRACE) : undefined;
+  const start = trace ? performance.now() : 0;
   for (const value of values) {
     if (direction === 'request') await inspectRequest(value, framing, lone, scope, result);
     else await inspectResponse(value, framing, scope, result);
   }
+  trace?.stage(`${direction} messages`, start, result.loneRefusal);
   return result;
 }
 

@@ -32,6 +32,8 @@ export function callUpstream(run: ExchangeRun, translator?: InProcessUpstream): 
   headers['accept-encoding'] = 'identity';
   headers['x-request-id'] = x.id;
   Object.assign(headers, upstream.requestHeaders(x.get(PRINCIPAL)));
+  // Traced: the upstream's traceparent names the gateway's call span (the body's `_meta` one too).
+  if (run.trace) run.body = run.trace.upstreamStart(headers, run.body);
   if (run.body) {
     headers['content-length'] = String(run.body.length);
     delete headers['transfer-encoding'];
@@ -76,6 +78,7 @@ function dispatchInProcess(run: ExchangeRun, inProcess: InProcessUpstream): void
     .then(
       (res) => {
         if (run.finished || run.timedOut) return void res.destroy();
+        run.trace?.upstreamResponse(res);
         onUpstreamResponse(run, res as unknown as IncomingMessage);
       },
       (err: unknown) => onUpstreamError(run, err instanceof Error ? err : new Error(String(err))),
@@ -109,6 +112,7 @@ export function onTimeout(run: ExchangeRun, kind: TimeoutKind): void {
 }
 
 export function onUpstreamError(run: ExchangeRun, err: NodeJS.ErrnoException): void {
+  run.trace?.upstreamFailed(err.code === 'ECONNRESET' ? 'reset' : (err.code ?? 'error'), err.message);
   if (run.finished || run.res.headersSent) {
     // The answer was under way: break it off rather than let a truncated body look complete.
     if (!run.res.writableEnded) run.res.destroy();

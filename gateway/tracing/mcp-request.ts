@@ -1,0 +1,79 @@
+/**
+ * What a traced exchange's request says about itself, for span names and attributes: the MCP method,
+ * its target (tool, prompt, resource), the JSON-RPC id, and the trace context a client put in
+ * `params._meta` (SEP-414: the unprefixed keys `traceparent`, `tracestate`, `baggage`).
+ *
+ * Read only when tracing is on, from the body as the client sent it (before any plugin rewrote it):
+ * one JSON.parse of a lone message, the same cap as the gateway's other side reads.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { HEADER, META } from '../era/versions.ts';
+
+export interface McpRequestInfo {
+  method?: string;
+  /** `gen_ai.tool.name` for tools/call. */
+  tool?: string;
+  /** `gen_ai.prompt.name` for prompts/get. */
+  prompt?: string;
+  /** `mcp.resource.uri` for resources/*. */
+  resourceUri?: string;
+  /** The JSON-RPC id as a string; absent for notifications and batches. */
+  requestId?: string;
+  protocolVersion?: string;
+  /** `params._meta.traceparent` / `tracestate`, when strings. */
+  metaTraceparent?: string;
+  metaTracestate?: string;
+}
+
+const MAX_PARSED = 1_000_000;
+
+export function readMcpRequest(method: string, headers: IncomingHttpHeaders, body: Buffer | undefined): McpRequestInfo {
+  const info: McpRequestInfo = {};
+  const version = headers[HEADER.protocolVersion];
+  if (typeof version === 'string') info.protocolVersion = version;
+  if (method !== 'POST' || !body || body.length === 0 || body.length > MAX_PARSED) return info;
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return info;
+  }
+  // A batch has no one method to name the span after (2025-03-26 only; later revisions removed them).
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return info;
+  const m = value as { method?: unknown; id?: unknown; params?: Record<string, unknown> };
+  if (typeof m.method !== 'string') return info;
+  info.method = m.method;
+  if (typeof m.id === 'string' || typeof m.id === 'number') info.requestId = String(m.id);
+  const params = m.params !== null && typeof m.params === 'object' ? m.params : undefined;
+  if (!params) return info;
+  const name = typeof params.name === 'string' ? params.name : undefined;
+  if (m.method === 'tools/call') info.tool = name;
+  else if (m.method === 'prompts/get') info.prompt = name;
+  else if (m.method.startsWith('resources/') && typeof params.uri === 'string') info.resourceUri = params.uri;
+  // A 2025 client names its version in initialize's params before any header carries it.
+  if (m.method === 'initialize' && typeof params.protocolVersion === 'string') info.protocolVersion = params.protocolVersion;
+  const meta = params._meta !== null && typeof params._meta === 'object' ? (params._meta as Record<string, unknown>) : undefined;
+  if (meta) {
+    if (typeof meta.traceparent === 'string') info.metaTraceparent = meta.traceparent;
+    if (typeof meta.tracestate === 'string') info.metaTracestate = meta.tracestate;
+    const v = meta[META.protocolVersion];
+    if (typeof v === 'string') info.protocolVersion = v;
+  }
+  return info;
+}
+
+/**
+ * The body with the client's `_meta.traceparent` value replaced, so that an upstream reading `_meta`
+ * parents its spans on the gateway's call as one reading the header does. Done on the bytes, not by
+ * re-serializing (which could change numbers and key order): a W3C version-00 value has a fixed length,
+ * so the body keeps its size. Left alone when the old value is not found exactly once.
+ */
+export function replaceMetaTraceparent(body: Buffer, previous: string, next: string): Buffer | undefined {
+  if (previous.length !== next.length || previous === next) return undefined;
+  const quoted = `"${previous}"`;
+  const at = body.indexOf(quoted, 0, 'latin1');
+  if (at < 0 || body.indexOf(quoted, at + 1, 'latin1') >= 0) return undefined;
+  const out = Buffer.from(body);
+  out.write(next, at + 1, 'latin1');
+  return out;
+}

@@ -215,6 +215,9 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     }
     reloading = (async () => {
       let plan: ListenerPlan | undefined;
+      // Log rotation (`mv audit.log audit.log.1; kill -HUP`): files are reopened by name first, so new
+      // lines go to a new file even when the new config fails to load.
+      await runtime!.reopenFiles(log);
       try {
         const next = await loadConfigFile(opts.configPath, env);
         const nextResolved = await resolvePlugins(next);

@@ -168,6 +168,17 @@ export class Runtime {
     });
   }
 
+  /** Reopens the files plugins write (log rotation); a plugin that fails is logged, the others still run. */
+  async reopenFiles(log: Logger): Promise<void> {
+    await Promise.all(this.plugins.map(async (p) => {
+      try {
+        await p.reopen?.();
+      } catch (err) {
+        log.error({ err, plugin: p.name }, 'plugin failed to reopen its files');
+      }
+    }));
+  }
+
   /** Closes plugins and upstream agents (stdio upstreams are closed by their owner, see StdioCache). */
   async close(log: Logger): Promise<void> {
     await closePlugins(this.plugins, log);

@@ -5,11 +5,11 @@
  * hides: the pid (admin API, tests), a process group so that wrappers (`sh -c`, `npx`) do not leave
  * grandchildren behind, SIGTERM-then-SIGKILL with a configurable grace, and a cap on line length.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { SpawnSpec } from './command.ts';
+import { spawnPrivate, type SpawnSpec } from './command.ts';
 
 /** Longest stdout line (one JSON-RPC message) accepted; a process exceeding it is killed. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -74,8 +74,10 @@ export class StdioChild {
   constructor(spec: SpawnSpec, log: Logger, events: StdioChildEvents, graceMs: number) {
     this.#log = log;
     this.#graceMs = graceMs;
-    for (const file of spec.dataPaths) mkdirSync(path.dirname(file), { recursive: true });
-    this.#child = spawn(spec.file, spec.args, {
+    // Tenant data is private to the gateway's user: the folders created here are 0700, and the child
+    // starts with umask 077, so the files it creates (a tenant's knowledge graph) are 0600.
+    for (const file of spec.dataPaths) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    this.#child = spawnPrivate(spec.file, spec.args, {
       cwd: spec.cwd,
       env: spec.env,
       stdio: ['pipe', 'pipe', 'pipe'],

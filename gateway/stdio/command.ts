@@ -4,6 +4,7 @@
  *   first request), check the templates, and decide which variables the pool key must pin;
  * - per process: render args, env, pathEnv and cwd with the pool's template values.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, openSync, readSync, closeSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { StdioUpstreamConfig } from '../../config/schema.ts';
@@ -188,5 +189,19 @@ function isNodeScript(file: string): boolean {
     return false;
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * spawn() with umask 077 for the child, so the files it creates (pathEnv data) are private to the
+ * gateway's user. The umask is per process, but spawn() forks before it returns: the child inherits
+ * the mask set here and no other code of this process runs while it is set.
+ */
+export function spawnPrivate(...args: Parameters<typeof spawn>): ChildProcess {
+  const previous = process.umask(0o077);
+  try {
+    return spawn(...args);
+  } finally {
+    process.umask(previous);
   }
 }

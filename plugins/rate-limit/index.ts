@@ -19,6 +19,7 @@ import { Budgets, type EffectiveLimit, type SpendResult } from './budgets.ts';
 import { ConcurrencyCap } from './concurrency.ts';
 import { RateLimitConfigSchema, type RateLimitConfig } from './config.ts';
 import { policyHeader, refusalHeaders, seconds, stateHeader, type LimitState } from './headers.ts';
+import { acquireLimiterState, canonicalJson } from './retained.ts';
 
 /**
  * JSON-RPC error code of rate-limit refusals. MCP 2026-07-28 splits JSON-RPC's server range:
@@ -55,9 +56,13 @@ export default definePlugin({
   create(config: RateLimitConfig, deps) {
     const log = deps.log;
     const namespace = config.namespace ?? deps.route.name;
-    const budgets = new Budgets(config, `${deps.shared.redisKeyPrefix}rl:${namespace}`, log, deps.shared.redis);
-    const streams = new ConcurrencyCap(config.maxStreams);
-    const inflight = new ConcurrencyCap(config.maxInflightToolCalls);
+    // Budgets and caps survive a reload that leaves this route's options unchanged (retained.ts).
+    const held = acquireLimiterState(deps.shared, `${deps.route.name}\0${canonicalJson(config)}`, () => ({
+      budgets: new Budgets(config, `${deps.shared.redisKeyPrefix}rl:${namespace}`, log, deps.shared.redis),
+      streams: new ConcurrencyCap(config.maxStreams),
+      inflight: new ConcurrencyCap(config.maxInflightToolCalls),
+    }));
+    const { budgets, streams, inflight } = held.state;
     const needsPrincipal = config.key !== 'ip';
 
     function budgetKey(x: Exchange): { key: string; tenant: string | undefined } | undefined {
@@ -107,6 +112,10 @@ export default definePlugin({
 
     return {
       name: 'rate-limit',
+
+      close(): void {
+        held.release();
+      },
 
       onRequest(x: Exchange): Verdict | void {
         const who = budgetKey(x);

@@ -24,6 +24,8 @@ export const CORE_ERRORS = {
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504, rpc: -32000 },
   GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE: { status: 502, rpc: -32000 },
   GW_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, rpc: -32000 },
+  // An upstream refused the gateway's own credential (upstream-auth.ts): not the client's to fix.
+  GW_ERR_UPSTREAM_AUTH: { status: 502, rpc: -32000 },
   GW_ERR_PLUGIN_FAILED: { status: 500, rpc: -32603 },
   GW_ERR_SHUTTING_DOWN: { status: 503, rpc: -32000 },
   GW_ERR_STARTING: { status: 503, rpc: -32000 },

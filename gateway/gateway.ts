@@ -21,7 +21,8 @@ import { SessionSealer } from './session-seal.ts';
 import { SessionRegistry } from './sessions.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { startAdminServer } from './admin.ts';
-import { httpProbe, redisProbe, type ReadinessCheck } from './health.ts';
+import { httpProbe, probeOptionsFor, redisProbe, type ReadinessCheck } from './health.ts';
+import { warnUnreachableUpstreams } from './startup-check.ts';
 import type { StdioUpstream } from './stdio/upstream.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
 import { startTracing } from './tracing/setup.ts';
@@ -126,7 +127,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     for (const u of runtime.upstreams.values()) {
       const stdioUpstream = u.stdio;
       if (stdioUpstream) checks.push({ name: `upstream:${u.name}`, check: async () => stdioUpstream.probe() });
-      else checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000) });
+      else checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000, probeOptionsFor(u)) });
     }
     if (shared.redis) checks.push({ name: 'redis', check: redisProbe(shared.redis) });
     return checks;
@@ -205,6 +206,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     listenerUrls: Object.fromEntries(listeners.all().map((l) => [l.info.name, l.info.publicUrl])),
     adminUrl: admin?.url,
   })).join('\n'));
+  // Not awaited: an upstream that is down gets its warning without holding up the start.
+  void warnUnreachableUpstreams(loaded.config, log);
 
   async function reload(): Promise<ReloadResult> {
     if (closed) return { ok: false, error: 'the gateway is shutting down' };

@@ -2,7 +2,8 @@
  * Readiness probes behind `/readyz`: is each upstream reachable, is Redis answering.
  *
  * A probe answers "could a request succeed right now", never "is the upstream healthy": an HTTP
- * upstream that answers anything (even 401 or 405) is reachable; a stdio command that exists and is
+ * upstream that answers anything (405, 204…) is reachable, unless it refuses the gateway's own
+ * credential (upstream-auth.ts decides when a 401/403 means that); a stdio command that exists and is
  * executable is spawnable. Probes have no side effects: no MCP session is opened, no child is started,
  * no body is sent (the FalkorDB MCP server dies on one malformed POST).
  */
@@ -13,6 +14,9 @@ import { request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { GatewayConfig } from '../config/schema.ts';
+import { describeNetError } from './net-error.ts';
+import type { UpstreamTarget } from './runtime.ts';
+import { authRemedy, describeAuthFailure, gatewayAuthFailure } from './upstream-auth.ts';
 
 export interface CheckResult {
   ok: boolean;
@@ -20,6 +24,8 @@ export interface CheckResult {
   reason?: string;
   /** Extra information on success (e.g. the status an HTTP upstream answered). */
   detail?: string;
+  /** What kind of failure, for callers that word it themselves (the start-up warning). */
+  kind?: 'unreachable' | 'timeout' | 'auth';
 }
 
 export interface ReadinessCheck {
@@ -33,14 +39,34 @@ export interface ReadinessReport {
   checks: Array<{ name: string; ok: boolean; reason?: string; detail?: string; ms: number }>;
 }
 
+export interface HttpProbeOptions {
+  /** The upstream's name, for reasons that say which one refused the gateway. */
+  upstream?: string;
+  /**
+   * `upstreams.<name>.headers`, sent with the probe: an upstream that checks a key answers OPTIONS with
+   * 401 with a wrong one and 405 with the right one (the FalkorDB MCP server), so only a probe carrying
+   * it tells the two apart. Upstreams that need no key answer 204/405 either way.
+   */
+  headers?: Readonly<Record<string, string>>;
+  /**
+   * The upstream gets signed identity headers, which a probe (no caller) cannot carry: a 401 to it
+   * proves nothing, so it counts as an answer. Requests are still judged one by one.
+   */
+  signsIdentity?: boolean;
+}
+
 /**
- * Any HTTP answer means reachable. Sends `OPTIONS` without a body: nothing for an MCP server to parse,
- * no session opened. Not `HEAD`: Node servers never send the head of a HEAD response that only
- * `write()`s (an SSE endpoint), so the probe would time out on a healthy legacy upstream. The connection
- * is dropped as soon as a response head arrives, in case the endpoint streams anyway.
+ * Any HTTP answer means reachable, except one refusing the gateway's credential. Sends `OPTIONS`
+ * without a body: nothing for an MCP server to parse, no session opened. Not `HEAD`: Node servers never
+ * send the head of a HEAD response that only `write()`s (an SSE endpoint), so the probe would time out
+ * on a healthy legacy upstream. The connection is dropped as soon as a response head arrives, in case
+ * the endpoint streams anyway.
  */
-export function httpProbe(url: string, timeoutMs: number): ReadinessCheck['check'] {
+export function httpProbe(url: string, timeoutMs: number, opts: HttpProbeOptions = {}): ReadinessCheck['check'] {
   const target = new URL(url);
+  const configured = opts.headers ?? {};
+  const sendsCredential = Object.keys(configured).length > 0;
+  const name = opts.upstream ?? target.host;
   // The reason text must not carry credentials that may sit in the URL's userinfo or query.
   const shown = `${target.protocol}//${target.host}${target.pathname}`;
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -54,17 +80,30 @@ export function httpProbe(url: string, timeoutMs: number): ReadinessCheck['check
         req.destroy();
         resolve(r);
       };
-      const req = send(target, { method: 'OPTIONS', agent: false, headers: { accept: 'application/json, text/event-stream' } });
-      const timer = setTimeout(() => finish({ ok: false, reason: `${shown} did not answer within ${timeoutMs}ms` }), timeoutMs);
+      const req = send(target, { method: 'OPTIONS', agent: false, headers: { ...configured, accept: 'application/json, text/event-stream' } });
+      const timer = setTimeout(() => finish({ ok: false, kind: 'timeout', reason: `${shown} did not answer within ${timeoutMs}ms` }), timeoutMs);
       req.on('response', (res) => {
         res.resume();
-        finish({ ok: true, detail: `${shown} answered HTTP ${res.statusCode}` });
+        const status = res.statusCode ?? 0;
+        const failure = opts.signsIdentity
+          ? undefined
+          : gatewayAuthFailure(status, res.headers['www-authenticate'] !== undefined, { sendsCredential, signsIdentity: false });
+        if (failure) {
+          return finish({ ok: false, kind: 'auth', reason: `${describeAuthFailure(name, failure, status)} at ${shown}; ${authRemedy(name, failure)}` });
+        }
+        finish({ ok: true, detail: `${shown} answered HTTP ${status}` });
       });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        finish({ ok: false, reason: `${shown} unreachable: ${err.code ?? err.message}` });
+      req.on('error', (err) => {
+        const cause = describeNetError(err);
+        finish({ ok: false, kind: 'unreachable', reason: `${shown} unreachable: ${cause.code ?? cause.message}` });
       });
       req.end();
     });
+}
+
+/** Probe options for a running upstream: its name, configured headers and whether it signs identity. */
+export function probeOptionsFor(upstream: UpstreamTarget): HttpProbeOptions {
+  return { upstream: upstream.name, headers: upstream.requestHeaders(undefined), signsIdentity: upstream.identityPrefix !== undefined };
 }
 
 /**
@@ -157,7 +196,8 @@ export function readinessChecksFor(
   const checks: ReadinessCheck[] = [];
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if ('url' in upstream) {
-      checks.push({ name: `upstream:${name}`, check: httpProbe(upstream.url, opts.probeTimeoutMs) });
+      const probe = httpProbe(upstream.url, opts.probeTimeoutMs, { upstream: name, headers: upstream.headers, signsIdentity: upstream.identity !== undefined });
+      checks.push({ name: `upstream:${name}`, check: probe });
     } else {
       const cwd = upstream.stdio.cwd ? path.resolve(opts.configDir, upstream.stdio.cwd) : opts.configDir;
       checks.push({ name: `upstream:${name}`, check: commandProbe(upstream.stdio.command, opts.pathDirs, cwd) });

@@ -237,7 +237,7 @@ export class GatewayMetrics {
     });
     this.#upstreamErrors = new Counter({
       name: 'mcpgw_upstream_errors_total',
-      help: 'Upstream failures: unreachable, timeout, reset (connection cut mid-response), too_large.',
+      help: 'Upstream failures: unreachable, timeout, reset (connection cut mid-response), too_large, auth (refused the gateway\'s credential).',
       labelNames: ['upstream', 'kind'],
       registers,
     });
@@ -364,8 +364,8 @@ export class GatewayMetrics {
     }
   }
 
-  upstreamError(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' }): void {
-    const kind = ['unreachable', 'timeout', 'reset', 'too_large'].includes(e.kind) ? e.kind : OTHER;
+  upstreamError(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' | 'auth' }): void {
+    const kind = ['unreachable', 'timeout', 'reset', 'too_large', 'auth'].includes(e.kind) ? e.kind : OTHER;
     this.#upstreamErrors.inc({ upstream: this.#upstreams.value(e.upstream), kind });
   }
 

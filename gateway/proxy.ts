@@ -51,7 +51,7 @@ export interface ExchangeObserver {
   }): void;
   message?(e: { route: string; direction: 'request' | 'response'; method: string; tool?: string }): void;
   refusal?(e: { route: string; plugin: string; code: string; tenant?: string }): void;
-  upstreamError?(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' }): void;
+  upstreamError?(e: { upstream: string; kind: 'unreachable' | 'timeout' | 'reset' | 'too_large' | 'auth' }): void;
   streamOpened?(route: string): void;
   streamClosed?(route: string): void;
 }

@@ -18,6 +18,7 @@ import { HOP_BY_HOP } from '../exchange.ts';
 import { inspect } from '../messages/inspect.ts';
 import { decode, encode } from '../messages/offload.ts';
 import type { ExchangeRun } from '../proxy.ts';
+import { upstreamAuthRefusal } from '../upstream-auth.ts';
 import { sealResponseSession } from './session.ts';
 import { relaySse } from './sse-relay.ts';
 
@@ -35,6 +36,13 @@ async function respond(run: ExchangeRun, proxyRes: IncomingMessage): Promise<voi
   if (run.finished || run.timedOut) {
     proxyRes.destroy();
     return;
+  }
+  // An upstream refusing the gateway's own credential is the operator's problem, not the client's.
+  const authRefused = upstreamAuthRefusal(run.upstream, proxyRes, run.x.log);
+  if (authRefused) {
+    proxyRes.resume();
+    run.env.observer.upstreamError?.({ upstream: run.upstream.name, kind: 'auth' });
+    return run.refuse(authRefused);
   }
   const headers = responseHeaders(proxyRes);
   sealResponseSession(run, headers);

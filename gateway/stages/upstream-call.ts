@@ -9,6 +9,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { PRINCIPAL } from '../contract.ts';
 import { coreRefusal } from '../errors.ts';
+import { describeNetError } from '../net-error.ts';
 import type { ExchangeRun, TimeoutKind } from '../proxy.ts';
 import type { InProcessUpstream, UpstreamTarget } from '../runtime.ts';
 import { onUpstreamResponse } from './response.ts';
@@ -122,9 +123,11 @@ export function onUpstreamError(run: ExchangeRun, err: NodeJS.ErrnoException): v
   // (req.destroyed is true once its body was read: only the response tells whether the client left.)
   if (run.res.destroyed) return;
   run.env.observer.upstreamError?.({ upstream: run.upstream.name, kind: err.code === 'ECONNRESET' ? 'reset' : 'unreachable' });
-  run.x.log.warn({ err: { code: err.code, message: err.message }, upstream: run.upstream.name }, 'upstream unreachable');
+  // (A dual-stack name's AggregateError has an empty message: the causes carry code and text.)
+  const cause = describeNetError(err);
+  run.x.log.warn({ error: cause, upstream: run.upstream.name }, 'upstream unreachable');
   run.refuse(coreRefusal('GW_ERR_UPSTREAM_UNREACHABLE',
-    `the upstream "${run.upstream.name}" could not be reached (${err.code ?? err.message}); try again later`));
+    `the upstream "${run.upstream.name}" could not be reached (${cause.code ?? cause.message}); try again later`));
 }
 
 /**

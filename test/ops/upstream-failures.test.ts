@@ -198,7 +198,8 @@ routes:
     const lookup = ((_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) =>
       cb(null, [{ address: '::1', family: 6 }, { address: '127.0.0.1', family: 4 }])) as never;
     const err = await new Promise<Error>((resolve) => {
-      const req = http.request({ host: 'dual.test', port, lookup, autoSelectFamily: true, agent: false });
+      // (autoSelectFamily is a net.connect option http.request passes on; its typings omit it.)
+      const req = http.request({ host: 'dual.test', port, lookup, agent: false, ...{ autoSelectFamily: true } });
       req.on('error', resolve);
       req.end();
     });

@@ -18,6 +18,8 @@ export interface BannerInfo {
   >;
   /** Absent when the admin listener is disabled. */
   admin?: { url: string; apiEnabled: boolean };
+  /** The gateway's process id: what an operator signals to stop or reload it. */
+  pid?: number;
 }
 
 export function formatBanner(info: BannerInfo): string[] {
@@ -65,6 +67,10 @@ export function formatBanner(info: BannerInfo): string[] {
   } else {
     lines.push('admin listener: disabled (no /metrics, /healthz, /readyz)');
   }
+  if (info.pid !== undefined) {
+    // Under `npm start` the pid of npm is not the gateway's; this one is.
+    lines.push(`pid ${info.pid}: Ctrl-C or SIGTERM stops it (in-flight requests finish first); SIGHUP, or saving ${info.configPath}, reloads it`);
+  }
   return lines;
 }
 
@@ -74,9 +80,10 @@ export function formatBanner(info: BannerInfo): string[] {
  */
 export function bannerInfoFromConfig(
   config: GatewayConfig,
-  runtime: { configPath: string; version?: string; listenerUrls: Readonly<Record<string, string>>; adminUrl?: string },
+  runtime: { configPath: string; version?: string; listenerUrls: Readonly<Record<string, string>>; adminUrl?: string; pid?: number },
 ): BannerInfo {
   return {
+    pid: runtime.pid ?? process.pid,
     version: runtime.version,
     configPath: runtime.configPath,
     listeners: config.listeners.map((l) => ({

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/load.ts';
 import { checkConfig } from './check.ts';
 import { startGateway } from './gateway.ts';
+import { stopWhenNpmParentExits } from './parent-watch.ts';
 import { StdioConfigError } from './stdio/errors.ts';
 
 const USAGE = `usage: npm start -- [--config gateway.yaml] [--check]
@@ -42,6 +43,11 @@ async function main(): Promise<number> {
     // log it loudly and keep serving.
     process.on('unhandledRejection', (reason) => {
       gw.log.error({ err: reason }, 'unhandled promise rejection (a bug: please report it with this log line)');
+    });
+    // `npm start`: stop with npm, which signals only the shell between it and us (parent-watch.ts).
+    stopWhenNpmParentExits(() => {
+      gw.log.info('the npm process that started the gateway is gone: shutting down');
+      void gw.close().then(() => process.exit(0));
     });
     return -1; // keep running
   } catch (err) {

@@ -67,6 +67,13 @@ describe('formatBanner', () => {
     assert.ok(!disabled.some((l) => l.startsWith('metrics:')));
   });
 
+  it('ends with the pid to signal, and how to stop and reload', () => {
+    const last = lines[lines.length - 1];
+    assert.equal(last, `pid ${process.pid}: Ctrl-C or SIGTERM stops it (in-flight requests finish first); SIGHUP, or saving /etc/mcp-gateway/gateway.yaml, reloads it`);
+    const other = formatBanner(bannerInfoFromConfig(config, { configPath: 'g.yaml', listenerUrls: {}, pid: 4242 }));
+    assert.match(other[other.length - 1], /^pid 4242: /);
+  });
+
   it('is pure: same input, same lines', () => {
     const info = bannerInfoFromConfig(config, { configPath: 'g.yaml', listenerUrls: {}, adminUrl: 'http://127.0.0.1:9090' });
     assert.deepEqual(formatBanner(info), formatBanner(structuredClone(info)));

@@ -154,16 +154,23 @@ describe('docker-compose.yml', () => {
     assert.match(s.gateway.environment!.FALKORDB_MCP_API_KEY, /^\$\{FALKORDB_MCP_API_KEY:\?/);
   });
 
-  it('gives the gateway Redis, and publishes exactly the configured listener ports plus the admin port on loopback', () => {
+  it('gives the gateway Redis, and publishes exactly the configured listener ports plus the admin port, all on loopback (plain HTTP)', () => {
     const gw = s.gateway;
     assert.equal(gw.build!.target, 'runtime');
     const listenerPorts = gatewayYaml.listeners.map((l: { port: number }) => String(l.port)).sort();
     assert.deepEqual(listenerPorts, ['3001', '3003']);
     const published = gw.ports!.map((p) => p.split(':'));
-    const open = published.filter((p) => p.length === 2).map(([host, container]) => { assert.equal(host, container); return container; });
-    assert.deepEqual(open.sort(), listenerPorts);
-    const loopback = published.filter((p) => p.length === 3);
-    assert.deepEqual(loopback, [['127.0.0.1', '9090', '9090']]);
+    // A plain-HTTP listener is published on loopback only: bearer tokens must not cross a network in
+    // clear. Only a listener with `tls:` may be published on every interface; the admin port never is.
+    const tlsPorts = gatewayYaml.listeners.filter((l: { tls?: unknown }) => l.tls !== undefined).map((l: { port: number }) => String(l.port));
+    for (const p of published) {
+      const [address, host, container] = p.length === 3 ? p : ['0.0.0.0', ...p];
+      assert.equal(host, container);
+      if (!tlsPorts.includes(container)) assert.equal(address, '127.0.0.1', `port ${container} serves plain HTTP: publish it on 127.0.0.1`);
+    }
+    assert.deepEqual(published.map((p) => p.at(-1)).sort(), [...listenerPorts, '9090'].sort());
+    assert.deepEqual(published.find((p) => p.at(-1) === '9090'), ['127.0.0.1', '9090', '9090']);
+    assert.match(docs, /^## TLS$/m, 'docs/operations.md has the TLS section the compose file points to');
     assert.equal(gatewayYaml.admin.port, '${GATEWAY_ADMIN_PORT:-9090}');
     assert.deepEqual(gw.networks!.sort(), ['edge', 'internal']);
     assert.equal(gw.depends_on!.redis.condition, 'service_healthy');

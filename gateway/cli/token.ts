@@ -19,7 +19,6 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { loadConfigFile, type LoadedConfig } from '../../config/load.ts';
 import { parseDuration } from '../../config/units.ts';
@@ -31,6 +30,7 @@ import {
 } from '../../plugins/jwt/dev-keys.ts';
 import { createJwtVerifier, JwtConfigSchema, type JwtConfig } from '../../plugins/jwt/index.ts';
 import { revokedKey } from '../../plugins/jwt/revocation.ts';
+import { connectRedisOnce } from './redis-connect.ts';
 
 const DEFAULT_TENANT_PATTERN = /^[a-z0-9-]{1,64}$/;
 
@@ -175,9 +175,10 @@ async function inspect(args: string[]): Promise<number> {
     console.log(`${loaded.source} has no jwt plugin: every route is open.`);
     return 0;
   }
-  // Redis-held revocations are checked too when the config has Redis.
-  const redis = loaded.config.redis?.url ? new Redis(loaded.config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 }) : undefined;
-  if (redis) await redis.connect();
+  // Redis-held revocations are checked too when the config has Redis: without it, no verdict.
+  const redis = loaded.config.redis?.url
+    ? await connectRedisOnce(loaded.config.redis.url, `Start Redis, or fix redis.url in ${loaded.source}: a token's revocation is recorded there, so it cannot be judged without it.`)
+    : undefined;
   const log = pino({ level: 'silent' });
   let accepted = 0;
   try {
@@ -216,8 +217,7 @@ async function revoke(args: string[]): Promise<void> {
   const loaded = values.file ? undefined : await loadConfig(values.config);
   const redisUrl = loaded?.config.redis?.url;
   if (redisUrl) {
-    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await redis.connect();
+    const redis = await connectRedisOnce(redisUrl, `Start Redis, or fix redis.url in ${loaded.source}. Nothing was revoked: with redis.url set, gateways read revocations from Redis, not from a file.`);
     try {
       const key = revokedKey(loaded.config.redis?.keyPrefix ?? 'mcpgw:');
       await redis.sadd(key, jti);

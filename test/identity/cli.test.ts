@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { Redis } from 'ioredis';
+import { freePort } from '../helpers/upstreams.ts';
 
 const CLI = fileURLToPath(new URL('../../gateway/cli/token.ts', import.meta.url));
 
@@ -145,5 +146,24 @@ describe('token CLI', () => {
       await redis.del(`${prefix}revoked-jti`);
       redis.disconnect();
     }
+  });
+
+  it('revoke and inspect fail with a clear error, and exit, when the configured Redis is down', async () => {
+    const port = await freePort(); // nothing listens there
+    await writeFile(path.join(dir, 'redis-down.yaml'), `${GATEWAY_YAML}\nredis: { url: "redis://:s3cret-pw@127.0.0.1:${port}/0" }\n`);
+    const token = (await cli('create', '--tenant', 'acme', '--sub', 'erin', '--config', 'redis-down.yaml')).stdout.trim();
+    for (const args of [['revoke', 'some-jti'], ['inspect', token]]) {
+      // The child is killed only if it hangs (the bug); a generous bound, not a timing assertion.
+      const r = await new Promise<{ code: number; killed: boolean; stderr: string }>((resolve) => {
+        execFile(process.execPath, [CLI, ...args, '--config', 'redis-down.yaml'], { cwd: dir, env: { PATH: process.env.PATH }, timeout: 60_000 }, (err, _out, stderr) => {
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, killed: err?.killed === true, stderr });
+        });
+      });
+      assert.equal(r.killed, false, `${args[0]} hung with Redis down`);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`token ${args[0]}: cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/0 \\(ECONNREFUSED\\)\\. Start Redis, or fix redis\\.url in `));
+      assert.ok(!r.stderr.includes('s3cret-pw'), 'the password is not shown');
+    }
+    assert.ok(!(await readFile(path.join(dir, 'keys', 'revoked.txt'), 'utf8').catch(() => '')).includes('some-jti'), 'nothing revoked elsewhere');
   });
 });

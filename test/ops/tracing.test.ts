@@ -165,6 +165,54 @@ describe('tracing', () => {
     assert.equal(meta['io.modelcontextprotocol/protocolVersion'], '2026-07-28', 'the rest of _meta is untouched');
   });
 
+  test('sampleRatio 0: a request without trace context is not recorded, yet the upstream gets a context marked not sampled; a sampled caller still is', async () => {
+    const gw = await startTestGateway(gatewayYaml({ upstream: v2.url, endpoint: otlp.endpoint }).replace('serviceName: gw-under-test', 'sampleRatio: 0'), { env: GATEWAY_ENV });
+    const before = otlp.spans.length;
+    const ctx = clientContext();
+    const unsampled = await connectClient(`${gw.url()}/mcp`, {});
+    const sampled = await connectClient(`${gw.url()}/mcp`, { headers: { traceparent: ctx.traceparent } });
+    try {
+      await unsampled.callTool({ name: 'echo', arguments: { text: 'ratio zero' } });
+      await sampled.callTool({ name: 'echo', arguments: { text: 'ratio zero, sampled caller' } });
+    } finally {
+      await Promise.all([unsampled.close(), sampled.close()]);
+    }
+    const withText = (t: string) => toolsCallBody(v2.seen.filter((r) => (r.body as { params?: { arguments?: { text?: string } } })?.params?.arguments?.text === t), 'echo');
+    const notSampled = withText('ratio zero');
+    const followed = withText('ratio zero, sampled caller');
+    await gw.close();
+    assert.equal(parseTraceparent(notSampled.headers.traceparent).flags, '00');
+    assert.equal(parseTraceparent(followed.headers.traceparent).flags, '01');
+    const spans = otlp.spans.slice(before);
+    assert.ok(spans.length > 0 && spans.every((s) => s.traceId === ctx.traceId), "only the sampled caller's trace was exported");
+  });
+
+  test('an unreachable upstream: the upstream span and the exchange span are errors, with the refusal code', async () => {
+    const closed = await startOtlpReceiver(); // a free port, closed again at once: nothing listens there
+    const deadUrl = closed.endpoint.replace('/v1/traces', '/mcp');
+    await closed.close();
+    const gw = await startTestGateway(gatewayYaml({ upstream: deadUrl, endpoint: otlp.endpoint }).replace('modern: { url:', 'modern: { era: "2025", url:'), { env: GATEWAY_ENV });
+    const before = otlp.spans.length;
+    const ctx = clientContext();
+    const res = await fetch(`${gw.url()}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', traceparent: ctx.traceparent },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: {} } }),
+    });
+    assert.equal(res.status, 502);
+    await res.text();
+    await gw.close();
+    const spans = otlp.spans.slice(before);
+    const call = exchangeSpan(spans, 'tools/call echo');
+    assert.equal(call.status, 2, 'the exchange span is an error');
+    assert.equal(call.attributes['mcpgw.refusal.code'], 'GW_ERR_UPSTREAM_UNREACHABLE');
+    assert.equal(call.attributes['error.type'], 'GW_ERR_UPSTREAM_UNREACHABLE');
+    assert.equal(call.attributes['jsonrpc.request.id'], '7');
+    const upstream = spans.find((s) => s.parentSpanId === call.spanId && s.kind === CLIENT);
+    assert.equal(upstream?.status, 2, 'the upstream span is an error');
+    assert.equal(upstream?.attributes['error.type'], 'ECONNREFUSED');
+  });
+
   for (const mode of ['off', 'absent'] as const) {
     test(`tracing ${mode === 'off' ? 'configured with enabled: false' : 'not configured'}: the client's trace context passes through unchanged, nothing is exported`, async () => {
       const gw = await startTestGateway(gatewayYaml({ upstream: v2.url, endpoint: otlp.endpoint, tracing: mode, plugins: FULL }), { env: GATEWAY_ENV });

@@ -5,11 +5,9 @@
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { pluginModuleFiles, resolvePlugins } from '../config/compile.ts';
-import { ConfigError, loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
-import type { SharedServices } from './contract.ts';
+import { loadConfigFile, type Env, type LoadedConfig } from '../config/load.ts';
 import { entry } from './entry.ts';
 import { coreRefusal, sendRefusal } from './errors.ts';
 import { sameFiles, watchFiles, type FileWatch } from './file-watch.ts';
@@ -17,13 +15,12 @@ import { Listeners, type ListenerPlan } from './listeners.ts';
 import { createLogger } from './logger.ts';
 import { attachProxyEvents, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
 import { buildRuntime, type Runtime, type StdioCache } from './runtime.ts';
-import { SessionSealer } from './session-seal.ts';
+import { adoptStdio, connectSharedServices, sessionSealer } from './services.ts';
 import { SessionRegistry } from './sessions.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { startAdminServer } from './admin.ts';
 import { httpProbe, probeOptionsFor, redisProbe, type ReadinessCheck } from './health.ts';
 import { warnUnreachableUpstreams } from './startup-check.ts';
-import type { StdioUpstream } from './stdio/upstream.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
 import { startTracing } from './tracing/setup.ts';
 
@@ -61,26 +58,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   let resolved = await resolvePlugins(loaded);
   const log = createLogger({ level: loaded.config.log.level, pretty: loaded.config.log.pretty, destination: opts.logDestination });
 
-  const shared: SharedServices = { redisKeyPrefix: loaded.config.redis?.keyPrefix ?? 'mcpgw:' };
-  if (loaded.config.redis?.url) {
-    // No offline queue: while Redis is down, commands fail at once (plugins fall back or refuse)
-    // instead of piling up behind a reconnect.
-    const { Redis } = await import('ioredis'); // only when configured: Redis is optional
-    shared.redis = new Redis(loaded.config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
-    shared.redis.on('error', (err) => log.warn({ err: { message: err.message } }, 'redis error'));
-    await waitForRedis(shared.redis, 5_000, log);
-  }
-
-  let sealer: SessionSealer | undefined;
-  try {
-    sealer = SessionSealer.fromConfig(loaded.config.sessions.key, loaded.config.sessions.previousKeys);
-  } catch (err) {
-    throw new ConfigError(loaded.source, [`sessions.key: ${(err as Error).message}`]);
-  }
-  if (!sealer) {
-    sealer = SessionSealer.random();
-    log.warn('sessions.key is not set: session ids are sealed with a random key made at start; they do not survive a restart and replicas cannot share them');
-  }
+  const shared = await connectSharedServices(loaded, log);
+  const sealer = sessionSealer(loaded, log);
 
   const metrics = new GatewayMetrics({ tenantLabels: loaded.config.metrics.tenantLabels });
   const observer: ExchangeObserver = metrics;
@@ -320,39 +299,10 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
   };
 }
 
-async function waitForRedis(redis: Redis, timeoutMs: number, log: Logger): Promise<void> {
-  if (redis.status === 'ready') return;
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    redis.once('ready', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-  if (!ready) log.warn({ timeoutMs }, 'redis is not reachable yet: starting anyway; plugins that use it fall back as configured and /readyz reports it');
-}
-
 /** Test and CLI overrides applied to a loaded config (the admin port). */
 function applyOverrides(loaded: LoadedConfig, opts: StartOptions): LoadedConfig {
   if (opts.overrides?.adminPort === undefined) return loaded;
   return { ...loaded, config: { ...loaded.config, admin: { ...loaded.config.admin, port: opts.overrides.adminPort } } };
-}
-
-/** Puts a new runtime's stdio upstreams into the cache; returns those it no longer uses. */
-function adoptStdio(cache: StdioCache, runtime: Runtime): StdioUpstream[] {
-  const retired: StdioUpstream[] = [];
-  for (const [name, entry] of runtime.startedStdio) {
-    const old = cache.get(name);
-    if (old) retired.push(old.upstream);
-    cache.set(name, entry);
-  }
-  for (const [name, entry] of cache) {
-    if (![...runtime.upstreams.values()].some((u) => u.stdio === entry.upstream)) {
-      cache.delete(name);
-      retired.push(entry.upstream);
-    }
-  }
-  return retired;
 }
 
 /** The files whose change reloads the config: the file itself and plugin modules it loads by path. */

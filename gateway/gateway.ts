@@ -197,11 +197,12 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     }
     reloading = (async () => {
       let plan: ListenerPlan | undefined;
+      let next: LoadedConfig | undefined;
       // Log rotation (`mv audit.log audit.log.1; kill -HUP`): files are reopened by name first, so new
       // lines go to a new file even when the new config fails to load.
       await runtime!.reopenFiles(log);
       try {
-        const next = await loadConfigFile(opts.configPath, env);
+        next = await loadConfigFile(opts.configPath, env);
         const nextResolved = await resolvePlugins(next);
         plan = await listeners.prepare(applyOverrides(next, opts));
         const nextRuntime = await build(next, nextResolved, plan);
@@ -234,6 +235,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         metrics.reload('failure');
         const message = (err as Error).message;
         log.error({ error: message }, 'configuration reload failed; the previous configuration keeps serving');
+        // A plugin module the new file names may not exist yet: writing it then retries the reload.
+        if (next) watchConfigFiles([...new Set([...configFiles(loaded), ...configFiles(next)])].sort());
         return { ok: false, error: message };
       } finally {
         reloading = undefined;

@@ -78,7 +78,7 @@ describe('state across hot reloads', () => {
     assert.equal(retainedStateCount(), 0, 'a closed gateway holds no rate-limit state');
   });
 
-  test('a plugin module changed on disk is loaded anew, and saving it reloads the gateway', async () => {
+  test('a plugin module changed on disk is loaded anew, and saving it (or creating it) reloads the gateway', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-plugin-'));
     await mkdir(path.join(dir, 'plugins'));
     const pluginFile = path.join(dir, 'plugins', 'stamp.ts');
@@ -90,11 +90,14 @@ export default {
   create: () => ({ name: 'stamp', serves: { '/stamp': () => ({ status: 200, body: '${version}' }) } }),
 };
 `;
-    await writeFile(pluginFile, stampPlugin('v1'));
-    const started = await startTestGateway(yaml({ plugins: '[{ type: ./plugins/stamp.ts }]' }), { dir });
+    const started = await startTestGateway(yaml({ plugins: '[]' }), { dir });
     const stamp = async () => (await fetch(`${started.url()}/stamp`)).text();
     try {
-      assert.equal(await stamp(), 'v1');
+      // The config names the module before it exists: that reload fails, and writing the module retries it.
+      await writeFile(path.join(dir, 'gateway.yaml'), yaml({ plugins: '[{ type: ./plugins/stamp.ts }]' }));
+      await waitFor(() => started.logs().some((l) => l.msg === 'configuration reload failed; the previous configuration keeps serving'), 'the reload naming a missing module to fail');
+      await writeFile(pluginFile, stampPlugin('v1'));
+      await waitFor(async () => (await stamp()) === 'v1', 'the new plugin module to serve');
       // Only the plugin file changes; the watcher reloads by itself and the new code serves.
       await writeFile(pluginFile, stampPlugin('v2'));
       await waitFor(async () => (await stamp()) === 'v2', 'the changed plugin to serve');

@@ -200,7 +200,7 @@ export class Listeners {
     for (const p of this.#protocols) p.closeAllConnections();
   }
 
-  /** A listener that cannot be used is reused neither: same host and port, by name first. */
+  /** The bound socket a listener config can keep: same host and port, the same name's first. */
   #reusable(cfg: ListenerConfig, claimed: Set<Binding>): Binding | undefined {
     const same = (b: Binding) => !claimed.has(b) && b.host === cfg.host && b.configuredPort === cfg.port;
     const byName = this.#slots.get(cfg.name)?.binding;

@@ -104,6 +104,21 @@ export interface OidcLogin {
 }
 
 /**
+ * An error from `OidcLogin.finish` once the callback's `state` was recognised: `pendingId` is the
+ * authorization request it belongs to, so the callback route can send the error to that client's
+ * redirect_uri (RFC 6749 §4.1.2.1: `access_denied` when the person refused or has no tenant) instead of
+ * leaving the browser on an error page. Errors before that (no state, unknown, expired or replayed) are
+ * plain OAuthErrors: there is no client to tell.
+ */
+export class PendingSignInError extends OAuthError {
+  readonly pendingId: string;
+  constructor(pendingId: string, error: string, description: string, status = 400) {
+    super(error, description, status);
+    this.pendingId = pendingId;
+  }
+}
+
+/**
  * Short-lived server state (authorization requests waiting for sign-in, codes, refresh-token families,
  * registered clients): memory for one replica, Redis for several.
  */

@@ -46,18 +46,27 @@ export function pluginModuleFiles(loaded: LoadedConfig): string[] {
   return [...new Set(types.map((t) => path.resolve(loaded.dir, t)))];
 }
 
+/** The digest of each plugin file's content when the process first imported it. */
+const firstVersions = new Map<string, string>();
+
 /**
- * Imports a plugin module by path. Node caches a module by URL for the life of the process, so the URL
- * carries a digest of the file's content: a changed file is a new URL and is loaded anew on reload,
- * an unchanged one is the cached module. Only the file itself is versioned: modules it imports keep
- * Node's cache (docs/plugins.md). Every version loaded stays in memory until the process ends.
+ * Imports a plugin module by path. Node caches a module by URL for the life of the process, so a file
+ * whose content changed since its first import is imported under a URL carrying a digest of its
+ * content, and is loaded anew on reload; an unchanged one is the cached module. The first version is
+ * imported by its plain URL, so it is the same module instance as anyone else's import of that file
+ * (state a plugin shares with code that imports it, e.g. a test reading what the plugin recorded).
+ * Only the file itself is versioned: modules it imports keep Node's cache (docs/plugins.md). Every
+ * version loaded stays in memory until the process ends.
  */
 async function loadPluginModule(ref: string, dir: string): Promise<PluginDefinition | string> {
   const file = path.resolve(dir, ref);
   let mod: Record<string, unknown>;
   try {
     const version = createHash('sha256').update(await readFile(file)).digest('hex').slice(0, 16);
-    mod = (await import(`${pathToFileURL(file).href}?v=${version}`)) as Record<string, unknown>;
+    const first = firstVersions.get(file) ?? version;
+    firstVersions.set(file, first);
+    const url = pathToFileURL(file).href;
+    mod = (await import(version === first ? url : `${url}?v=${version}`)) as Record<string, unknown>;
   } catch (err) {
     return `cannot load plugin module ${file}: ${(err as Error).message.split('\n')[0]}`;
   }

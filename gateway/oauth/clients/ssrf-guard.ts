@@ -31,8 +31,9 @@ const IPV4_RANGES: Array<[string, number, string]> = [
 ];
 
 const IPV6_RANGES: Array<[string, number, string]> = [
-  // ::/96 also holds :: (unspecified), ::1 (loopback) and the deprecated IPv4-compatible forms.
-  ['::', 96, 'an unspecified, loopback or IPv4-compatible address'],
+  ['::1', 128, 'a loopback address'],
+  ['::', 128, 'an unspecified address'],
+  ['::', 96, 'an IPv4-compatible address (a deprecated form)'],
   ['100::', 64, 'a discard-only address'],
   ['2001:db8::', 32, 'a documentation address'],
   ['fc00::', 7, 'a unique local (private) address'],

@@ -239,8 +239,28 @@ describe('Dynamic Client Registration', () => {
     assert.deepEqual(response.response_types, ['code']);
   });
 
+  it('registers what VS Code sends, keeping the grant types this server supports', async () => {
+    const { client, response } = await registry.register({
+      client_name: 'Visual Studio Code', client_uri: 'https://code.visualstudio.com',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'], response_types: ['code'],
+      redirect_uris: ['https://insiders.vscode.dev/redirect', 'https://vscode.dev/redirect', 'http://127.0.0.1/', 'http://127.0.0.1:33418/'],
+      scope: 'mcp:tools', token_endpoint_auth_method: 'none',
+    });
+    assert.deepEqual(response.grant_types, ['authorization_code', 'refresh_token']);
+    assert.deepEqual(client.grantTypes, ['authorization_code', 'refresh_token']);
+    assert.equal(client.scope, 'mcp:tools');
+    OAuthClientInformationFullSchema.parse(response);
+  });
+
+  it('registers what Claude sends: a confidential client with client_secret_post', async () => {
+    const { response } = await registry.register({
+      client_name: 'Claude', redirect_uris: ['https://claude.ai/api/mcp/auth_callback'],
+      token_endpoint_auth_method: 'client_secret_post', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    });
+    assert.equal(typeof response.client_secret, 'string');
+  });
+
   it('accepts the redirect URIs real clients register', async () => {
-    await registry.register({ redirect_uris: ['http://127.0.0.1:33418', 'https://vscode.dev/redirect'], client_name: 'Visual Studio Code' });
     await registry.register({ redirect_uris: ['cursor://anysphere.cursor-retrieval/oauth/user-gateway/callback'], client_name: 'Cursor' });
     await registry.register({ redirect_uris: ['com.example.app:/oauth2redirect', 'http://[::1]/cb'], application_type: 'native' });
   });
@@ -269,9 +289,10 @@ describe('Dynamic Client Registration', () => {
     ['javascript:', { redirect_uris: ['javascript:alert(1)'] }, 'invalid_redirect_uri', /javascript: scheme/],
     ['userinfo', { redirect_uris: ['https://u:p@a.example/cb'] }, 'invalid_redirect_uri', /user name or password/],
     ['too many URIs', { redirect_uris: Array.from({ length: 21 }, (_, i) => `https://a.example/${i}`) }, 'invalid_redirect_uri', /at most 20/],
-    ['client_credentials', { redirect_uris: ['https://a.example/cb'], grant_types: ['client_credentials'] }, 'invalid_client_metadata', /grant_types contains "client_credentials"/],
+    ['client_credentials only', { redirect_uris: ['https://a.example/cb'], grant_types: ['client_credentials'] }, 'invalid_client_metadata', /grant_types must include authorization_code/],
     ['refresh only', { redirect_uris: ['https://a.example/cb'], grant_types: ['refresh_token'] }, 'invalid_client_metadata', /must include authorization_code/],
-    ['implicit', { redirect_uris: ['https://a.example/cb'], response_types: ['token'] }, 'invalid_client_metadata', /response_types contains "token"/],
+    ['implicit', { redirect_uris: ['https://a.example/cb'], response_types: ['token'] }, 'invalid_client_metadata', /response_types must include code/],
+    ['a grant type that is not a string', { redirect_uris: ['https://a.example/cb'], grant_types: [1] }, 'invalid_client_metadata', /grant_types must be an array of strings/],
     ['private_key_jwt', { redirect_uris: ['https://a.example/cb'], token_endpoint_auth_method: 'private_key_jwt' }, 'invalid_client_metadata', /not supported by this server; use none, client_secret_basic, client_secret_post/],
     ['a non-string name', { redirect_uris: ['https://a.example/cb'], client_name: 42 }, 'invalid_client_metadata', /client_name must be a string/],
     ['a bad scope', { redirect_uris: ['https://a.example/cb'], scope: 'a  b' }, 'invalid_client_metadata', /scope must be/],

@@ -56,17 +56,16 @@ function optionalString(doc: Record<string, unknown>, field: string, max: number
   return v;
 }
 
-function stringList(doc: Record<string, unknown>, field: string, fallback: readonly string[], allowed: readonly string[]): string[] {
+/**
+ * The values of a list field this server supports. Others are dropped rather than refused (RFC 7591
+ * §3.2.1 lets a server replace requested values, and the response says what was registered): VS Code,
+ * for one, asks for the device-code grant alongside authorization_code.
+ */
+function supportedSubset(doc: Record<string, unknown>, field: string, fallback: readonly string[], allowed: readonly string[]): string[] {
   const v = doc[field];
   if (v === undefined || v === null) return [...fallback];
-  if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string')) {
-    throw new MetadataProblem(field, 'must be a non-empty array of strings');
-  }
-  const unsupported = v.filter((x) => !allowed.includes(x));
-  if (unsupported.length) {
-    throw new MetadataProblem(field, `contains ${unsupported.map((x) => JSON.stringify(x).slice(0, 60)).join(', ')}; this server supports ${allowed.join(', ')}`);
-  }
-  return [...new Set(v as string[])];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new MetadataProblem(field, 'must be an array of strings');
+  return [...new Set(v as string[])].filter((x) => allowed.includes(x));
 }
 
 export function readClientMetadata(doc: unknown, opts: ReadOptions): ClientMetadata {
@@ -92,11 +91,12 @@ export function readClientMetadata(doc: unknown, opts: ReadOptions): ClientMetad
     throw new MetadataProblem('token_endpoint_auth_method', `${JSON.stringify(method.slice(0, 60))} is not supported by this server; use ${supported}`);
   }
 
-  const grantTypes = stringList(doc, 'grant_types', ['authorization_code'], GRANT_TYPES);
+  const grantTypes = supportedSubset(doc, 'grant_types', ['authorization_code'], GRANT_TYPES);
   if (!grantTypes.includes('authorization_code')) {
-    throw new MetadataProblem('grant_types', 'must include authorization_code, the only way this server issues tokens');
+    throw new MetadataProblem('grant_types', 'must include authorization_code, the only grant this server issues tokens by (refresh_token may come with it)');
   }
-  const responseTypes = stringList(doc, 'response_types', ['code'], RESPONSE_TYPES);
+  const responseTypes = supportedSubset(doc, 'response_types', ['code'], RESPONSE_TYPES);
+  if (!responseTypes.includes('code')) throw new MetadataProblem('response_types', 'must include code, the only response type this server supports');
 
   const scope = optionalString(doc, 'scope', MAX_SCOPE);
   if (scope !== undefined && scope !== '' && !SCOPE.test(scope)) throw new MetadataProblem('scope', 'must be scope names separated by single spaces');

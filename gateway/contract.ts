@@ -249,6 +249,36 @@ export interface SharedServices {
   redis?: import('ioredis').Redis;
   /** Key prefix for everything this gateway writes to Redis (`redis.keyPrefix`). */
   redisKeyPrefix: string;
+  /** The gateway's own authorization server, when gateway.yaml has an `authorization:` section. */
+  authorizationServer?: GatewayAuthorizationServer;
+}
+
+/**
+ * The gateway's own OAuth authorization server (gateway.yaml `authorization:`), as a plugin that
+ * verifies its tokens sees it: who it is, how to check its signatures, and a way to say "I trust it for
+ * this route", so that it issues tokens for that route's resource. The endpoints themselves are the
+ * core's (gateway/oauth/).
+ */
+export interface GatewayAuthorizationServer {
+  /** Every `iss` its tokens may carry: the issuer, and on a loopback listener each loopback spelling. */
+  readonly issuers: readonly string[];
+  /** The issuer as a client that sent this `Host` knows it: what protected-resource metadata names. */
+  issuerFor(host: string | undefined): string;
+  /** Its public keys, for jose's `jwtVerify`. */
+  readonly verificationKey: import('jose').JWTVerifyGetKey;
+  /** The algorithms it signs with. */
+  readonly algorithms: readonly string[];
+  /** Claim its tokens carry the tenant in (`authorization.tenantClaim`). */
+  readonly tenantClaim: string;
+  /** Revocation list file of its signing keys' folder (`<dir>/revoked.txt`), when it signs with a key folder. */
+  readonly revocationFile?: string;
+  /** Token ids it revoked itself (a reused code or refresh token); checked like any revocation list. */
+  revoked(jti: string): boolean;
+  /**
+   * Called by each plugin that trusts it: from then on it issues tokens whose `aud` is one of
+   * `resource.all` (the route's identifiers), with at most the scopes the account may have.
+   */
+  trust(route: RouteInfo, resource: { readonly canonical: string; readonly all: readonly string[] }, defaultScopes: readonly string[]): void;
 }
 
 export interface PluginDefinition<S extends z.ZodType = z.ZodType> {

@@ -2,8 +2,8 @@
  * A route's resource identifier (RFC 9728 `resource`, the audience tokens are bound to) and the origin
  * its discovery documents are published under, as seen by the client asking.
  *
- * Why they may follow the request's Host: a listener bound to 127.0.0.1 without `publicUrl` is reached
- * as `http://localhost:3001/mcp` by some clients and `http://127.0.0.1:3001/mcp` by others (the README
+ * Why they may follow the request's Host (gateway/public-origin.ts): a listener bound to 127.0.0.1
+ * without `publicUrl` is reached as `http://localhost:3001/mcp` by some clients and `http://127.0.0.1:3001/mcp` by others (the README
  * says localhost, the bind says 127.0.0.1, both work). MCP clients compare the metadata's `resource`
  * with the URL they were given, exactly, and stop with "Protected resource … does not match expected …"
  * before they ever show the real problem (usually: no token). Renaming the default public URL to
@@ -16,35 +16,10 @@
  * configured. A `publicUrl` that is not loopback, or an explicit `resource`, is used as written. Behind a
  * port mapping (`-p 8080:3001`) the client's port differs: set `publicUrl` there.
  */
-import type { ListenerInfo, RouteInfo } from '../../gateway/contract.ts';
+import type { RouteInfo } from '../../gateway/contract.ts';
+import { isLoopbackUrl, LOOPBACK_NAMES, publicOriginFor } from '../../gateway/public-origin.ts';
 
-const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'] as const;
-const LOOPBACK_HOST = /^(localhost|127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?$/i;
-
-/** `http://localhost:3001` → `3001`; `http://localhost` → `80`. */
-function effectivePort(url: URL): string {
-  return url.port || (url.protocol === 'https:' ? '443' : '80');
-}
-
-function isLoopbackUrl(url: URL): boolean {
-  return (LOOPBACK_NAMES as readonly string[]).includes(url.hostname.toLowerCase());
-}
-
-/**
- * The listener's public origin as the client that sent `host` knows it: its loopback name swapped in
- * when both are loopback and the ports agree, else the configured (or default) public URL.
- */
-export function publicOriginFor(listener: ListenerInfo, host: string | undefined): string {
-  const configured = listener.publicUrl.replace(/\/+$/, '');
-  if (host === undefined) return configured;
-  const m = LOOPBACK_HOST.exec(host);
-  if (!m) return configured;
-  const pub = new URL(configured);
-  if (!isLoopbackUrl(pub)) return configured;
-  const port = m[2] ?? (pub.protocol === 'https:' ? '443' : '80');
-  if (Number(port) !== Number(effectivePort(pub))) return configured;
-  return `${pub.protocol}//${m[1].toLowerCase()}${pub.port ? `:${pub.port}` : ''}`;
-}
+export { publicOriginFor };
 
 function routeSuffix(route: RouteInfo): string {
   return route.path === '/' ? '' : route.path.replace(/\/+$/, '');

@@ -96,3 +96,17 @@ describe('OIDC configuration', () => {
     assert.match(issues({ ...base, tenant: { fixed: 'acme' }, unknown: 1 }).join(), /nrecognized/);
   });
 });
+
+describe('docs/oauth-oidc.md', () => {
+  it("every YAML example's authorization.oidc is a valid configuration", async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { parse } = await import('yaml');
+    const text = await readFile(new URL('../../docs/oauth-oidc.md', import.meta.url), 'utf8');
+    const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => parse(m[1]) as { authorization: { oidc: unknown } });
+    assert.ok(blocks.length >= 5);
+    for (const block of blocks) {
+      const r = OidcConfigSchema.safeParse(block.authorization.oidc);
+      assert.ok(r.success, `${JSON.stringify(block.authorization.oidc)}: ${r.error?.message}`);
+    }
+  });
+});

@@ -17,12 +17,14 @@ export type Directory = Record<string, Record<string, unknown>>;
 
 export interface TestProvider {
   issuer: string;
+  /** With `down: true`: start answering (until then every request gets 503). */
+  up(): void;
   close(): Promise<void>;
 }
 
 export type ProviderClient = Pick<ClientMetadata, 'client_id' | 'client_secret' | 'redirect_uris'>;
 
-export async function startProvider(opts: { clients: ProviderClient[]; directory: Directory; conformIdTokenClaims?: boolean }): Promise<TestProvider> {
+export async function startProvider(opts: { clients: ProviderClient[]; directory: Directory; conformIdTokenClaims?: boolean; down?: boolean }): Promise<TestProvider> {
   let handler: ((req: never, res: never) => void) | undefined;
   const server: Server = createServer((req, res) => {
     if (handler) handler(req as never, res as never);
@@ -50,9 +52,11 @@ export async function startProvider(opts: { clients: ProviderClient[]; directory
     // Set, so the provider does not print a notice for each default it falls back to.
     ttl: { Interaction: 600, Session: 600, Grant: 600, AccessToken: 600, IdToken: 600 },
   });
-  handler = provider.callback() as never;
+  const callback = provider.callback() as never;
+  if (!opts.down) handler = callback;
   return {
     issuer,
+    up: () => { handler = callback; },
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

@@ -211,6 +211,26 @@ describe('OIDC provider unreachable', () => {
   });
 });
 
+describe('OIDC provider down at start, up later', () => {
+  it('retries discovery on a later sign-in instead of staying broken', async () => {
+    const late = await startProvider({
+      clients: [{ client_id: 'gateway', client_secret: SECRET, redirect_uris: [CALLBACK] }],
+      directory: DIRECTORY,
+      down: true,
+    });
+    try {
+      // discoveryRetry 0: no cooldown, so the test needs no clock.
+      const oidc = await createOidcLogin(config({ issuer: late.issuer, discoveryRetry: 0 }), { log, store: mapStore() });
+      await assert.rejects(oidc.start('pending-1', CALLBACK), { error: 'temporarily_unavailable' });
+      late.up();
+      const { account } = await oidc.finish(await signIn(oidc, 'alice'), CALLBACK);
+      assert.equal(account.tenant, 'acme');
+    } finally {
+      await late.close();
+    }
+  });
+});
+
 /** A port nothing listens on: bound by us, then released. */
 async function closedPort(): Promise<number> {
   const server = createServer();

@@ -72,8 +72,9 @@ export async function createOidcLogin(cfg: OidcConfig, deps: { log: Logger; stor
     config.timeout = timeoutSeconds;
     if (insecure) oidc.allowInsecureRequests(config);
     if (!server.supportsPKCE('S256')) {
-      // PKCE is sent anyway (a provider that ignores it loses nothing); the nonce still binds the ID token.
-      log.warn('the provider does not list S256 in code_challenge_methods_supported; relying on state and nonce');
+      // Some providers support PKCE without saying so (Entra ID). It is sent anyway; should one ignore
+      // it, state and nonce still bind the code and the ID token to this sign-in.
+      log.info('the provider does not list S256 in code_challenge_methods_supported; PKCE is sent anyway');
     }
     log.info({ authorizationEndpoint: server.authorization_endpoint }, 'OIDC provider discovered');
     return config;

@@ -94,6 +94,9 @@ describe('guardedGet against local servers', () => {
       } else if (req.url === '/big-declared') {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000000' });
         res.write('{');
+      } else if (req.url === '/truncated') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"client_id":', () => res.destroy());
       } else if (req.url === '/redirect') {
         res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' });
         res.end();
@@ -162,6 +165,10 @@ describe('guardedGet against local servers', () => {
       assert.match(err.message, /no complete answer within 200 ms/);
       return true;
     });
+  });
+
+  it('refuses a document cut short by the server', async () => {
+    await assert.rejects(guardedGet(new URL(`${base}/truncated`), opts), /closed the connection before the end of the document/);
   });
 
   it('does not follow redirects', async () => {

@@ -113,8 +113,11 @@ function get(
         if (received > opts.maxBytes) return fail(new FetchProblem(`the document is larger than ${opts.maxBytes} bytes`));
         chunks.push(chunk);
       });
-      res.on('error', (err) => fail(new FetchProblem(err.message)));
-      res.on('aborted', () => fail(new FetchProblem('the server closed the connection before the end of the document')));
+      const cutShort = () => new FetchProblem('the server closed the connection before the end of the document');
+      res.on('error', (err) => fail(res.complete ? new FetchProblem(err.message) : cutShort()));
+      res.on('close', () => {
+        if (!res.complete) fail(cutShort());
+      });
       res.on('end', () => {
         if (settled) return;
         settled = true;

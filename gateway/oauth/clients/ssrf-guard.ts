@@ -86,7 +86,7 @@ export class SsrfRefusal extends Error {}
 
 export type Resolver = (hostname: string) => Promise<Array<{ address: string; family: number }>>;
 
-const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
+const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, order: 'verbatim' });
 
 export interface GuardOptions {
   allowPrivateNetworks: boolean;

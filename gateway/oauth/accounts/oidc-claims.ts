@@ -5,13 +5,28 @@
  * operator reading the log) must be able to tell a missing mapper from a wrong domain.
  */
 import { OAuthError, type Account } from '../contracts.ts';
-import { claimAt } from '../../../plugins/jwt/claims.ts';
 import type { OidcConfig } from './oidc-config.ts';
 
 /** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
 export type Claims = Record<string, unknown>;
+
+/**
+ * A claim by path, read as the jwt plugin reads `tenantClaim` (so a path means the same in both): the
+ * whole name first (Auth0's `https://example.com/tenant`), then dot by dot (`org.id`). Own properties
+ * only, so no path reaches `__proto__` or `constructor`. (The core does not import plugins, hence not
+ * shared with plugins/jwt/claims.ts.)
+ */
+export function claimAt(claims: Claims, path: string): unknown {
+  if (Object.hasOwn(claims, path)) return claims[path];
+  let node: unknown = claims;
+  for (const key of path.split('.')) {
+    if (node === null || typeof node !== 'object' || Array.isArray(node) || !Object.hasOwn(node, key)) return undefined;
+    node = (node as Claims)[key];
+  }
+  return node;
+}
 
 function denied(description: string): OAuthError {
   return new OAuthError('access_denied', description, 403);

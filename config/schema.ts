@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { bool, bytes, duration, int } from './units.ts';
 import { upstreamSchema } from './upstream-kind.ts';
 import { TracingSchema } from './tracing.ts';
+import { AuthorizationConfigSchema } from '../gateway/oauth/config.ts';
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, "_", "." and "-"');
 
@@ -260,6 +261,8 @@ export const GatewayConfigSchema = z.strictObject({
     .default({ tenantLabels: false }),
   /** OpenTelemetry traces over OTLP/HTTP (config/tracing.ts). Default: off. */
   tracing: TracingSchema.optional(),
+  /** The gateway's own OAuth 2.1 authorization server (gateway/oauth/config.ts). Default: off. */
+  authorization: AuthorizationConfigSchema.optional(),
   /** Longest time SIGTERM waits for in-flight exchanges before closing them. Default 10s. */
   shutdownGrace: duration().default(10_000),
 });

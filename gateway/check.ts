@@ -25,6 +25,7 @@ import { REDACTED_PATHS } from './logger.ts';
 import { SessionSealer } from './session-seal.ts';
 import { prepareCommand } from './stdio/command.ts';
 import { StdioConfigError } from './stdio/errors.ts';
+import { createAuthorizationServer } from './oauth/server.ts';
 
 export interface CheckSummary {
   listeners: number;
@@ -97,6 +98,14 @@ async function buildPlugins(loaded: LoadedConfig, routes: ResolvedRoute[], warn:
   const shared: SharedServices = { redisKeyPrefix: loaded.config.redis?.keyPrefix ?? 'mcpgw:' };
   if (loaded.config.redis?.url) shared.redis = await connectRedis(loaded.config.redis.url, warn);
   const problems: string[] = [];
+  // The authorization server first, as at start: jwt plugins that trust it need it.
+  let authorization: Awaited<ReturnType<typeof createAuthorizationServer>>;
+  try {
+    authorization = await createAuthorizationServer(loaded, { listeners, shared, log });
+    if (authorization) shared.authorizationServer = authorization.trust;
+  } catch (err) {
+    problems.push(...(err instanceof ConfigError ? err.problems : [`authorization: ${(err as Error).message}`]));
+  }
   try {
     for (const route of routes) {
       try {
@@ -108,6 +117,7 @@ async function buildPlugins(loaded: LoadedConfig, routes: ResolvedRoute[], warn:
       }
     }
   } finally {
+    await authorization?.close();
     shared.redis?.disconnect();
   }
   return problems;

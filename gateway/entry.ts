@@ -1,7 +1,7 @@
 /**
  * What every request goes through on a listener before any route or plugin: framing hygiene,
- * DNS-rebinding checks (Host, Origin), CORS preflight and the paths plugins serve (OAuth metadata);
- * then the route's exchange (proxy.ts).
+ * DNS-rebinding checks (Host, Origin), CORS preflight, the gateway's authorization server and the
+ * paths plugins serve (OAuth metadata); then the route's exchange (proxy.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -25,6 +25,14 @@ export async function entry(live: LiveListener, runtime: Runtime, req: IncomingM
   }
   const hostProblem = live.policy.checkHost(req);
   if (hostProblem) return sendRefusal(res, coreRefusal('GW_ERR_HOST_NOT_ALLOWED', hostProblem), null);
+  // The gateway's own authorization server: OAuth endpoints with OAuth errors (never JSON-RPC) and their
+  // own CORS, since OAuth clients in any browser origin call them (gateway/oauth/server.ts).
+  const authorization = runtime.authorization;
+  if (authorization?.owns(live.info.name, req.url)) {
+    const leave = runtime.enter();
+    res.once('close', leave);
+    return authorization.handle(req, res);
+  }
   const origin = req.headers.origin;
   if (origin !== undefined && !live.policy.originAllowed(origin)) {
     return sendRefusal(res, coreRefusal('GW_ERR_ORIGIN_NOT_ALLOWED', `Origin "${origin}" is not allowed on this listener (listeners[].allowedOrigins)`), null);

@@ -19,6 +19,7 @@ import type { UpstreamPort } from './era/translation.ts';
 import type { UpstreamEra } from './era/upstream-era.ts';
 import { closeTranslators } from './era/dispatch.ts';
 import { buildUpstream } from './upstream-targets.ts';
+import { createAuthorizationServer, type AuthorizationService } from './oauth/server.ts';
 
 /**
  * One exchange handed to an upstream served inside the gateway's process (stdio): what an HTTP upstream
@@ -104,6 +105,8 @@ export class Runtime {
    * into its cache only if this runtime is swapped in, and closes them if it is not.
    */
   readonly startedStdio: Map<string, StdioEntry>;
+  /** The gateway's own authorization server (`authorization:`), answered before route matching. */
+  readonly authorization?: AuthorizationService;
   #active = 0;
   #retired = false;
   #onIdle: (() => void) | undefined;
@@ -115,8 +118,10 @@ export class Runtime {
     upstreams: Map<string, UpstreamTarget>;
     plugins: Plugin[];
     startedStdio: Map<string, StdioEntry>;
+    authorization?: AuthorizationService;
   }) {
     this.loaded = init.loaded;
+    this.authorization = init.authorization;
     this.startedStdio = init.startedStdio;
     this.served = init.served;
     this.upstreams = init.upstreams;
@@ -182,6 +187,7 @@ export class Runtime {
   /** Closes plugins and upstream agents (stdio upstreams are closed by their owner, see StdioCache). */
   async close(log: Logger): Promise<void> {
     await closePlugins(this.plugins, log);
+    await this.authorization?.close().catch((err: Error) => log.error({ err }, 'authorization server failed to close'));
     for (const list of this.routesByListener.values()) for (const r of list) closeTranslators(r);
     for (const u of this.upstreams.values()) u.agent.destroy();
   }
@@ -203,13 +209,18 @@ export async function buildRuntime(
   const upstreams = new Map<string, UpstreamTarget>();
   const startedStdio = new Map<string, StdioEntry>();
   let built: Awaited<ReturnType<typeof instantiateRoutes>>;
+  let authorization: AuthorizationService | undefined;
   try {
     for (const [name, cfg] of Object.entries(loaded.config.upstreams)) {
       upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedStdio }));
     }
-    built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared: ctx.shared, source: loaded.source });
+    // Before the plugins: a `jwt` plugin that trusts it needs its keys and registers its resource.
+    authorization = await createAuthorizationServer(loaded, { listeners: ctx.listeners, shared: ctx.shared, log: ctx.log });
+    const shared = authorization ? { ...ctx.shared, authorizationServer: authorization.trust } : ctx.shared;
+    built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared, source: loaded.source });
   } catch (err) {
     // Nothing of a runtime that never served may outlive it.
+    await authorization?.close().catch(() => {});
     await Promise.all([...startedStdio.values()].map((e) => e.upstream.close()));
     for (const u of upstreams.values()) u.agent.destroy();
     throw err;
@@ -229,7 +240,10 @@ export async function buildRuntime(
     }
     served.set(info.listener.name, paths);
   }
-  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins), startedStdio });
+  if (authorization && authorization.resources() === 0) {
+    ctx.log.warn('authorization: no route trusts the authorization server, so it can issue no token; add `authorizationServer: gateway` to the routes\' jwt plugins');
+  }
+  return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins), startedStdio, authorization });
 }
 
 function compileRoute(route: ResolvedRoute, info: RouteInfo, plugins: Plugin[], upstream: UpstreamTarget, policy: ListenerPolicy): CompiledRoute {

@@ -31,6 +31,7 @@ import {
 import { createJwtVerifier, JwtConfigSchema, type JwtConfig } from '../../plugins/jwt/index.ts';
 import { revokedKey } from '../../plugins/jwt/revocation.ts';
 import { connectRedisOnce } from './redis-connect.ts';
+import { offlineAuthorizationTrust } from '../oauth/offline-trust.ts';
 
 const DEFAULT_TENANT_PATTERN = /^[a-z0-9-]{1,64}$/;
 
@@ -77,12 +78,12 @@ async function loadConfig(file: string | undefined): Promise<LoadedConfig | unde
 
 /** Issuer, audience and key folder of the config's development issuer, or the shipped defaults. */
 function devDefaults(loaded: LoadedConfig | undefined): { dir: string; alg: DevAlgorithm; issuer: string; audience: string } {
-  const dev = loaded ? jwtRoutes(loaded).find((j) => j.config.keys.dev) : undefined;
+  const dev = loaded ? jwtRoutes(loaded).find((j) => j.config.keys?.dev) : undefined;
   if (!dev || !loaded) return { dir: DEV_DIR, alg: 'EdDSA', issuer: DEV_ISSUER, audience: DEV_AUDIENCE };
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
   return {
-    dir: path.resolve(loaded.dir, dev.config.keys.dev!.dir),
-    alg: dev.config.keys.dev!.alg,
+    dir: path.resolve(loaded.dir, dev.config.keys!.dev!.dir),
+    alg: dev.config.keys!.dev!.alg,
     issuer: first(dev.config.issuer)!,
     audience: first(dev.config.audience) ?? dev.config.resource ?? `${dev.route.listener.publicUrl}${dev.route.path}`,
   };
@@ -182,10 +183,12 @@ async function inspect(args: string[]): Promise<number> {
   const log = pino({ level: 'silent' });
   let accepted = 0;
   try {
+    // Routes with `authorizationServer: gateway` also trust the gateway's own authorization server.
+    const authorizationServer = await offlineAuthorizationTrust(loaded, new Map(loaded.config.listeners.map((l) => [l.name, listenerInfo(l)])));
     for (const { route, config } of routes) {
       const verifier = await createJwtVerifier(config, {
         route, configDir: loaded.dir, log, createDevKeys: false,
-        shared: { redis, redisKeyPrefix: loaded.config.redis?.keyPrefix ?? 'mcpgw:' },
+        shared: { redis, redisKeyPrefix: loaded.config.redis?.keyPrefix ?? 'mcpgw:', authorizationServer },
       });
       const where = `${route.listener.publicUrl}${route.path} (route ${route.name})`;
       try {
@@ -231,8 +234,8 @@ async function revoke(args: string[]): Promise<void> {
   }
   let file = values.file;
   if (!file && loaded) {
-    const jwt = jwtRoutes(loaded).find((j) => j.config.revocation.file || j.config.keys.dev);
-    if (jwt) file = path.resolve(loaded.dir, jwt.config.revocation.file ?? path.join(jwt.config.keys.dev!.dir, 'revoked.txt'));
+    const jwt = jwtRoutes(loaded).find((j) => j.config.revocation.file || j.config.keys?.dev);
+    if (jwt) file = path.resolve(loaded.dir, jwt.config.revocation.file ?? path.join(jwt.config.keys!.dev!.dir, 'revoked.txt'));
   }
   file ??= devKeyFiles(path.resolve(DEV_DIR)).revoked;
   await mkdir(path.dirname(file), { recursive: true });

@@ -8,7 +8,9 @@
  * `http://127.0.0.1:3001/mcp` sees `http://127.0.0.1:3001`: clients compare the issuer with the address
  * they fetched its metadata from, exactly. An explicit `issuer` is used as written.
  */
-import { loopbackSpellings, originFor, isLoopbackUrl } from '../public-origin.ts';
+import { isLoopbackUrl, loopbackSpellings } from '../public-origin.ts';
+
+const LOOPBACK_NAME = /^(localhost|127\.0\.0\.1|\[::1\])(?::\d{1,5})?$/i;
 
 export interface Issuer {
   /** The configured (or default) identifier, when nothing is known of the client. */
@@ -30,7 +32,12 @@ export function makeIssuer(configured: string | undefined, listenerPublicUrl: st
   return {
     canonical,
     all: follows ? loopbackSpellings(canonical) : [canonical],
-    forHost: (host) => (follows ? originFor(canonical, host) : canonical),
+    // The name only, whatever the port: a client of a resource on another loopback listener (:3003)
+    // reaches this server (:3001) under the same name it used there.
+    forHost(host) {
+      const m = follows && host !== undefined ? LOOPBACK_NAME.exec(host) : null;
+      return m ? `${url.protocol}//${m[1].toLowerCase()}${url.port ? `:${url.port}` : ''}` : canonical;
+    },
     endpoint: (issuer, path) => new URL(path, issuer).href,
     path: url.pathname === '/' ? '' : url.pathname,
   };

@@ -2,6 +2,7 @@
  * Refusals of the identity plugins: stable error codes and the `WWW-Authenticate: Bearer` challenge that
  * every 401/403 carries (RFC 6750 §3, RFC 9728 §5.1), so an MCP client can discover where to get a token.
  */
+import { errors } from 'jose';
 import type { Exchange, RouteInfo, Verdict } from '../../gateway/contract.ts';
 import { publicOriginFor } from './resource.ts';
 
@@ -115,4 +116,26 @@ export function authVerdict(
     });
   }
   return { kind: 'respond', status, code, message: description, headers };
+}
+
+/** jose's errors → our stable codes. Messages are for people and never include the token. */
+export function toAuthError(err: unknown): AuthError {
+  if (err instanceof AuthError) return err;
+  if (err instanceof errors.JWTExpired) return new AuthError('GW_ERR_TOKEN_EXPIRED', 'The token has expired.');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'nbf': return new AuthError('GW_ERR_TOKEN_NOT_YET_VALID', 'The token is not valid yet (nbf).');
+      case 'iss': return new AuthError('GW_ERR_TOKEN_ISSUER', 'The token was issued by an issuer this route does not trust.');
+      case 'aud': return new AuthError('GW_ERR_TOKEN_AUDIENCE', 'The token is not meant for this resource (aud).');
+      default: return new AuthError('GW_ERR_TOKEN_INVALID', `The token's "${err.claim}" claim is ${err.reason === 'missing' ? 'missing' : 'invalid'}.`);
+    }
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
+    return new AuthError('GW_ERR_TOKEN_ALGORITHM', 'The token is signed with an algorithm this route does not accept.');
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new AuthError('GW_ERR_TOKEN_SIGNATURE', 'The token signature is invalid.');
+  if (err instanceof errors.JWKSNoMatchingKey) return new AuthError('GW_ERR_TOKEN_SIGNATURE', 'No trusted key matches the token (kid).');
+  if (err instanceof errors.JWKSTimeout) return new AuthError('GW_ERR_AUTH_UNAVAILABLE', "The identity provider's keys could not be fetched in time.");
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return new AuthError('GW_ERR_TOKEN_MALFORMED', 'The token is not a well-formed signed JWT.');
+  return new AuthError('GW_ERR_TOKEN_INVALID', 'The token could not be verified.');
 }

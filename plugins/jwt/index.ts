@@ -14,9 +14,12 @@ import { z } from 'zod';
 import { bool, duration, int } from '../../config/units.ts';
 import {
   BEARER_TOKEN, PRINCIPAL, STREAM_DEADLINE, definePlugin,
-  type Exchange, type PluginDeps, type Principal, type Verdict,
+  type Exchange, type GatewayAuthorizationServer, type PluginDeps, type Principal, type Verdict,
 } from '../../gateway/contract.ts';
-import { AuthError, authVerdict, setRouteAuth } from './challenge.ts';
+import { AuthError, authVerdict, setRouteAuth, toAuthError } from './challenge.ts';
+import { gatewayTrust, trustFor, type TrustedIssuer } from './trusted.ts';
+
+export { toAuthError };
 import { principalFrom } from './claims.ts';
 import { DEV_ALGORITHMS, DEV_DIR, devKeyFiles } from './dev-keys.ts';
 import { JWS_ALGORITHMS, loadKeySource, type KeySource } from './keys.ts';
@@ -64,14 +67,23 @@ export const KeysSchema = z
   });
 
 export const JwtConfigSchema = z.strictObject({
-  keys: KeysSchema,
+  /** Where verification keys come from. Required, except with `authorizationServer: gateway` (then optional). */
+  keys: KeysSchema.optional(),
   /**
    * Required allow-list of signature algorithms, e.g. `[EdDSA]` or `[RS256]`. `none` does not exist
    * here, and each key is only used with algorithms of its own family.
    */
-  algorithms: z.array(z.enum(JWS_ALGORITHMS)).min(1),
-  /** Accepted `iss` value(s). Required. The development issuer is `mcp-gateway-dev`. */
-  issuer: oneOrMore,
+  algorithms: z.array(z.enum(JWS_ALGORITHMS)).min(1).optional(),
+  /** Accepted `iss` value(s) for `keys`. Required with `keys`. The development issuer is `mcp-gateway-dev`. */
+  issuer: oneOrMore.optional(),
+  /**
+   * `gateway`: also accept the tokens of the gateway's own authorization server (gateway.yaml
+   * `authorization:`): its issuer and keys are trusted for this route, with this route's resource as
+   * audience, it issues tokens for this route, and the protected-resource metadata names it. Opt-in per
+   * route, so that turning the authorization server on never widens who can reach a route that trusts
+   * another identity provider (docs/identity.md). Default: not trusted.
+   */
+  authorizationServer: z.literal('gateway').optional(),
   /**
    * Accepted `aud` value(s). Default: the resource (`resource` below), as the MCP authorization spec
    * requires tokens to be bound to the server they are for; on a loopback public URL, each loopback
@@ -131,6 +143,14 @@ export const JwtConfigSchema = z.strictObject({
   authorizationServers: z.array(z.url()).default([]),
   /** RFC 9728 `scopes_supported`. Default `requiredScopes`. */
   scopesSupported: z.array(z.string().min(1)).optional(),
+}).superRefine((c, ctx) => {
+  if (c.keys === undefined && c.authorizationServer === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['keys'], message: 'set keys (and algorithms, issuer), or authorizationServer: gateway, or both' });
+    return;
+  }
+  if (c.keys === undefined) return;
+  if (c.algorithms === undefined) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'required with keys: the algorithms they may verify, e.g. [EdDSA]' });
+  if (c.issuer === undefined) ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'required with keys: the iss value(s) their tokens carry' });
 });
 
 export type JwtConfig = z.output<typeof JwtConfigSchema>;
@@ -148,7 +168,10 @@ export interface JwtVerifier {
   authenticate(token: string): Promise<Verified>;
   /** The synchronous hot path: the cached verification of a token seen before (revocation checked), else undefined. */
   fromCache(token: string): Verified | undefined;
-  readonly keys: KeySource;
+  /** The route's own key source; undefined when it trusts only the gateway's authorization server. */
+  readonly keys: KeySource | undefined;
+  /** The gateway's authorization server, when this route trusts it. */
+  readonly gatewayAs: GatewayAuthorizationServer | undefined;
   /** The canonical resource identifier (what `resource` or the listener's public URL says). */
   readonly resource: string;
   /** The identifier as each client sees it (resource.ts). */
@@ -158,28 +181,6 @@ export interface JwtVerifier {
   close(): Promise<void>;
 }
 
-/** jose's errors → our stable codes. Messages are for people and never include the token. */
-export function toAuthError(err: unknown): AuthError {
-  if (err instanceof AuthError) return err;
-  if (err instanceof errors.JWTExpired) return new AuthError('GW_ERR_TOKEN_EXPIRED', 'The token has expired.');
-  if (err instanceof errors.JWTClaimValidationFailed) {
-    switch (err.claim) {
-      case 'nbf': return new AuthError('GW_ERR_TOKEN_NOT_YET_VALID', 'The token is not valid yet (nbf).');
-      case 'iss': return new AuthError('GW_ERR_TOKEN_ISSUER', 'The token was issued by an issuer this route does not trust.');
-      case 'aud': return new AuthError('GW_ERR_TOKEN_AUDIENCE', 'The token is not meant for this resource (aud).');
-      default: return new AuthError('GW_ERR_TOKEN_INVALID', `The token's "${err.claim}" claim is ${err.reason === 'missing' ? 'missing' : 'invalid'}.`);
-    }
-  }
-  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
-    return new AuthError('GW_ERR_TOKEN_ALGORITHM', 'The token is signed with an algorithm this route does not accept.');
-  }
-  if (err instanceof errors.JWSSignatureVerificationFailed) return new AuthError('GW_ERR_TOKEN_SIGNATURE', 'The token signature is invalid.');
-  if (err instanceof errors.JWKSNoMatchingKey) return new AuthError('GW_ERR_TOKEN_SIGNATURE', 'No trusted key matches the token (kid).');
-  if (err instanceof errors.JWKSTimeout) return new AuthError('GW_ERR_AUTH_UNAVAILABLE', "The identity provider's keys could not be fetched in time.");
-  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return new AuthError('GW_ERR_TOKEN_MALFORMED', 'The token is not a well-formed signed JWT.');
-  return new AuthError('GW_ERR_TOKEN_INVALID', 'The token could not be verified.');
-}
-
 const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
 
 /** Everything `jwt` decides, without the HTTP: used by the plugin and by `npm run token -- inspect`. */
@@ -187,7 +188,11 @@ export async function createJwtVerifier(
   config: JwtConfig,
   deps: Pick<PluginDeps, 'route' | 'configDir' | 'log' | 'shared'> & { createDevKeys?: boolean },
 ): Promise<JwtVerifier> {
-  const keys = await loadKeySource(config.keys, config.algorithms, {
+  const gatewayAs = config.authorizationServer === 'gateway' ? deps.shared.authorizationServer : undefined;
+  if (config.authorizationServer === 'gateway' && !gatewayAs) {
+    throw new Error('authorizationServer: gateway needs the authorization: section in gateway.yaml (the gateway\'s own authorization server)');
+  }
+  const keys = config.keys === undefined ? undefined : await loadKeySource(config.keys, config.algorithms!, {
     configDir: deps.configDir,
     createDevKeys: deps.createDevKeys,
     onDevKeysCreated: (dir) => deps.log.warn(
@@ -196,28 +201,36 @@ export async function createJwtVerifier(
         'Mint a token with: npm run token -- create --tenant acme --sub alice',
     ),
   });
-  if ('reload' in keys.key && typeof keys.key.reload === 'function') {
+  if (keys && 'reload' in keys.key && typeof keys.key.reload === 'function') {
     // Warm the JWKS cache so the first request does not wait; an IdP down at boot is not fatal.
     (keys.key.reload as () => Promise<void>)().catch((err: Error) => deps.log.warn({ err: err.message, keys: keys.description }, 'JWKS not reachable yet'));
   }
 
-  const allowed = new Set(keys.algorithms);
   const resources = routeResource(deps.route, config.resource);
   const resource = resources.canonical;
-  const issuer = list(config.issuer);
+  const issuer = config.issuer ? list(config.issuer) : [];
   const audience = config.audience ? list(config.audience) : [...resources.all];
+  const trusts: TrustedIssuer[] = [];
+  if (keys) trusts.push({ key: keys.key, algorithms: keys.algorithms, issuer, audience, tenantClaim: config.tenantClaim });
+  if (gatewayAs) {
+    trusts.push(gatewayTrust(gatewayAs, resources));
+    // From here on the authorization server issues tokens for this route.
+    gatewayAs.trust(deps.route, resources, config.scopesSupported ?? config.requiredScopes);
+  }
   const tenantPattern = new RegExp(config.tenantPattern);
   const requiredScope = config.requiredScopes.join(' ');
   const cache = createVerifyCache<Verified>(config.cache.max, config.cache.maxAge);
 
   const revocations: RevocationList[] = [];
-  const revocationFile = config.revocation.file ?? (config.keys.dev ? path.join(config.keys.dev.dir, 'revoked.txt') : undefined);
+  const revocationFile = config.revocation.file ?? (config.keys?.dev ? path.join(config.keys.dev.dir, 'revoked.txt') : gatewayAs?.revocationFile);
   if (revocationFile) {
     revocations.push(fileRevocationList(path.resolve(deps.configDir, revocationFile), { intervalMs: config.revocation.interval, log: deps.log }));
   }
   if (config.revocation.redis && deps.shared.redis) {
     revocations.push(await redisRevocationList(deps.shared.redis, deps.shared.redisKeyPrefix, { refreshMs: config.revocation.interval * 30, log: deps.log }));
   }
+  // Tokens the authorization server revoked itself (a reused code or refresh token), at once.
+  if (gatewayAs) revocations.push({ has: (jti) => gatewayAs.revoked(jti), ready: () => true, close: async () => {} });
   const revocation = revocations.length ? anyRevocationList(revocations) : undefined;
 
   async function verifySignatureAndClaims(token: string): Promise<Verified> {
@@ -228,25 +241,26 @@ export async function createJwtVerifier(
       throw new AuthError('GW_ERR_TOKEN_MALFORMED', 'The token is not a well-formed signed JWT.');
     }
     if (token.split('.').length !== 3) throw new AuthError('GW_ERR_TOKEN_MALFORMED', 'Encrypted (JWE) tokens are not accepted; send a signed JWT.');
+    const trust = trustFor(token, trusts);
     // Decided before any key lookup, so a forged header never causes a JWKS fetch.
-    if (typeof alg !== 'string' || !allowed.has(alg)) {
+    if (typeof alg !== 'string' || !trust.algorithms.includes(alg)) {
       throw new AuthError('GW_ERR_TOKEN_ALGORITHM', alg === 'none'
         ? 'Unsigned tokens (alg "none") are never accepted.'
-        : `The token's algorithm ${JSON.stringify(alg)} is not accepted here (allowed: ${keys.algorithms.join(', ')}).`);
+        : `The token's algorithm ${JSON.stringify(alg)} is not accepted here (allowed: ${trust.algorithms.join(', ')}).`);
     }
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, keys.key as Parameters<typeof jwtVerify>[1], {
-        algorithms: keys.algorithms,
-        issuer,
-        audience,
+      ({ payload } = await jwtVerify(token, trust.key as Parameters<typeof jwtVerify>[1], {
+        algorithms: [...trust.algorithms],
+        issuer: trust.issuer,
+        audience: trust.audience,
         clockTolerance: config.clockTolerance / 1000,
         requiredClaims: config.requireExpiry ? ['exp'] : [],
       }));
     } catch (err) {
       throw toAuthError(err);
     }
-    const principal = principalFrom(payload, { tenantClaim: config.tenantClaim, tenantPattern });
+    const principal = principalFrom(payload, { tenantClaim: trust.tenantClaim, tenantPattern });
     const has = new Set(principal.scopes);
     const missing = config.requiredScopes.some((s) => !has.has(s));
     return {
@@ -267,10 +281,11 @@ export async function createJwtVerifier(
 
   return {
     keys,
+    gatewayAs,
     resource,
     resources,
     audience,
-    issuer,
+    issuer: [...issuer, ...(gatewayAs?.issuers ?? [])],
     fromCache(token) {
       const hit = cache.get(cache.key(token));
       return hit && checkRevoked(hit);
@@ -293,12 +308,16 @@ export default definePlugin({
   config: JwtConfigSchema,
   async create(config, deps) {
     const verifier = await createJwtVerifier(config, deps);
-    const tokenHint = verifier.keys.devDir !== undefined
+    const gatewayAs = verifier.gatewayAs;
+    const tokenHint = verifier.keys?.devDir !== undefined
       ? 'Mint one with: npm run token -- create --tenant <tenant> --sub <you>'
       : `Get one from the identity provider that issues for this gateway (issuer ${verifier.issuer.join(', ')}).`;
-    const routeAuth = { metadata: config.authorizationServers.length > 0, tokenHint };
+    const routeAuth = { metadata: config.authorizationServers.length > 0 || gatewayAs !== undefined, tokenHint };
     setRouteAuth(deps.route, routeAuth);
-    deps.log.info({ keys: verifier.keys.description, algorithms: verifier.keys.algorithms, issuer: verifier.issuer, audience: verifier.audience }, 'jwt verification ready');
+    deps.log.info({
+      keys: verifier.keys?.description, algorithms: verifier.keys?.algorithms, issuer: verifier.issuer, audience: verifier.audience,
+      authorizationServer: gatewayAs ? gatewayAs.issuers[0] : undefined,
+    }, 'jwt verification ready');
 
     function admit(x: Exchange, verified: Verified): Verdict | void {
       if (verified.missingScope !== undefined) {
@@ -322,8 +341,9 @@ export default definePlugin({
       serves: metadataServes(deps.route, {
         resource: verifier.resources,
         authorizationServers: config.authorizationServers,
+        gatewayIssuer: gatewayAs ? (host) => gatewayAs.issuerFor(host) : undefined,
         scopesSupported: config.scopesSupported ?? config.requiredScopes,
-        devDir: verifier.keys.devDir,
+        devDir: verifier.keys?.devDir,
         tokenHint,
       }),
       onRequest(x) {

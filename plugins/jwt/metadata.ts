@@ -21,6 +21,11 @@ export interface MetadataOptions {
   /** The resource identifier (see resource.ts: it may follow the client's loopback Host). */
   resource: RouteResource;
   authorizationServers: readonly string[];
+  /**
+   * The gateway's own authorization server, when the route trusts it: named first, as the client that
+   * asks knows it (on a loopback listener, the loopback name it used).
+   */
+  gatewayIssuer?: (host: string | undefined) => string;
   scopesSupported: readonly string[];
   /** Folder of the development issuer's keys, to serve `/.well-known/jwks.json`. */
   devDir?: string;
@@ -28,7 +33,7 @@ export interface MetadataOptions {
   tokenHint?: string;
 }
 
-export function protectedResourceMetadata(opts: Omit<MetadataOptions, 'resource'> & { resource: string }): Record<string, unknown> {
+export function protectedResourceMetadata(opts: Omit<MetadataOptions, 'resource' | 'gatewayIssuer'> & { resource: string }): Record<string, unknown> {
   const doc: Record<string, unknown> = { resource: opts.resource };
   if (opts.authorizationServers.length) doc.authorization_servers = [...opts.authorizationServers];
   if (opts.scopesSupported.length) doc.scopes_supported = [...opts.scopesSupported];
@@ -50,9 +55,12 @@ function methodNotAllowed(req: IncomingMessage): ServedResponse | undefined {
 
 export function metadataServes(route: RouteInfo, opts: MetadataOptions): Record<string, (req: IncomingMessage) => Promise<ServedResponse>> {
   const serves: Record<string, (req: IncomingMessage) => Promise<ServedResponse>> = {};
-  if (opts.authorizationServers.length > 0) {
+  const gatewayIssuer = opts.gatewayIssuer;
+  if (opts.authorizationServers.length > 0 || gatewayIssuer) {
     const serveMetadata = async function serveProtectedResourceMetadata(req: IncomingMessage): Promise<ServedResponse> {
-      const doc = protectedResourceMetadata({ ...opts, resource: opts.resource.forHost(req.headers.host) });
+      const host = req.headers.host;
+      const servers = [...(gatewayIssuer ? [gatewayIssuer(host)] : []), ...opts.authorizationServers];
+      const doc = protectedResourceMetadata({ ...opts, authorizationServers: servers, resource: opts.resource.forHost(host) });
       return methodNotAllowed(req) ?? { status: 200, headers: PUBLIC_JSON, body: doc };
     };
     serves[routeMetadataPath(route)] = serveMetadata;

@@ -109,7 +109,7 @@ describe('the MCP SDK client with dynamic registration', () => {
       body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: before.refresh_token!, client_id: provider.client!.client_id }),
     });
     assert.equal(reuse.status, 400);
-    assert.equal((await reuse.json()).error, 'invalid_grant');
+    assert.equal(((await reuse.json()) as { error: string }).error, 'invalid_grant');
     const refused = await fetch(mcpUrl, {
       method: 'POST',
       headers: { authorization: `Bearer ${after.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },

@@ -62,7 +62,7 @@ export async function createJwtVerifier(
 ): Promise<JwtVerifier> {
   const gatewayAs = config.authorizationServer === 'gateway' ? deps.shared.authorizationServer : undefined;
   if (config.authorizationServer === 'gateway' && !gatewayAs) {
-    throw new Error('authorizationServer: gateway needs the authorization: section in gateway.yaml (the gateway\'s own authorization server)');
+    throw new Error('authorizationServer: gateway needs the gateway\'s own authorization server, which is not configured (no authorization: section) or could not start (see its error)');
   }
   const keys = config.keys === undefined ? undefined : await loadKeySource(config.keys, config.algorithms!, {
     configDir: deps.configDir,

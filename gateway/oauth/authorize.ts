@@ -20,6 +20,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { OAuthError, PendingSignInError, type Account, type ClientInfo, type ClientRegistry, type LoginGuard, type OAuthStore, type OidcLogin, type PasswordAccounts } from './contracts.ts';
 import { redirectUriMatches } from './clients/redirect-uri.ts';
+import { pagePolicy } from './csp.ts';
 import { sha256, type Grants } from './grants.ts';
 import { clientAddress, parseCookies, readForm, redirect, sendHtml, singleParams } from './http.ts';
 import type { Issuer } from './issuer.ts';
@@ -223,12 +224,14 @@ export class AuthorizationEndpoint {
     const d = this.#d;
     pending.account = account;
     await d.store.put(PENDING, requestId, pending, d.requestTtl);
+    // Allow and Deny are answered with a 303 to the client's redirect URI, which Chromium checks
+    // against this page's form-action: the policy names that URI's origin or scheme (csp.ts).
     sendHtml(res, 200, d.pages.renderConsentPage({
       action: PATHS.consent, csrfToken: csrf, requestId,
       client: describeClient(pending),
       account: { displayName: account.displayName, subject: account.subject, tenant: account.tenant },
       scopes: grantedScopes(pending.scopes, account), resource: pending.resource,
-    }));
+    }), { 'content-security-policy': pagePolicy(pending.redirectUri) });
   }
 
   /** The pending request of a POSTed form, when the form's CSRF token matches the cookie and the request. */

@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OAuthError } from './contracts.ts';
+import { pagePolicy } from './csp.ts';
 
 /** Token responses and errors must not be cached (RFC 6749 §5.1). */
 export const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const;
@@ -44,8 +45,9 @@ export function sendHtml(res: ServerResponse, status: number, html: string, head
     'content-length': Buffer.byteLength(html),
     ...NO_STORE,
     // The pages are ours alone: no framing (clickjacking of the consent button), no scripts, no referrer
-    // (the authorization request's URL carries the state and PKCE challenge).
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
+    // (the authorization request's URL carries the state and PKCE challenge). A page whose form ends in
+    // a redirect to the client passes its own policy in `headers` (csp.ts).
+    'content-security-policy': pagePolicy(),
     'x-frame-options': 'DENY',
     'referrer-policy': 'no-referrer',
     'x-content-type-options': 'nosniff',

@@ -3,7 +3,9 @@
  * login and consent pages the gateway serves, for an authorization request built the way an MCP client
  * builds it (discovery from the route, dynamic registration, PKCE S256, resource, state) with the MCP
  * SDK's own functions. The client's redirect server receives `code`, `state` and `iss`, and the code
- * redeems for a token of the account's tenant. A wrong password shows the alert.
+ * redeems for a token of the account's tenant; so does a client whose redirect URI has a private-use
+ * scheme (Cursor's `cursor://…`), which the consent page's CSP must let through. A wrong password shows
+ * the alert.
  *
  * Locators are the accessible ones (label text, roles and names), so the test also fails if a label
  * stops being bound to its input or the error stops being an alert.
@@ -80,20 +82,20 @@ describe('signing in with a browser', { skip }, () => {
   });
 
   /** What an MCP client does before opening the browser: discover, register, build the URL. */
-  async function authorizationRequest() {
+  async function authorizationRequest(redirectUri = redirect.url) {
     const prm = await discoverOAuthProtectedResourceMetadata(mcpUrl);
     const asUrl = prm.authorization_servers![0];
     const metadata = (await discoverAuthorizationServerMetadata(asUrl))!;
     const clientInformation = await registerClient(asUrl, {
       metadata,
       clientMetadata: {
-        client_name: 'Browser <b>Test</b>', redirect_uris: [redirect.url], grant_types: ['authorization_code', 'refresh_token'],
+        client_name: 'Browser <b>Test</b>', redirect_uris: [redirectUri], grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'], token_endpoint_auth_method: 'none',
       },
     });
     const state = randomBytes(16).toString('base64url');
     const { authorizationUrl, codeVerifier } = await startAuthorization(asUrl, {
-      metadata, clientInformation, redirectUrl: redirect.url, scope: 'mcp:tools', state, resource: new URL(prm.resource),
+      metadata, clientInformation, redirectUrl: redirectUri, scope: 'mcp:tools', state, resource: new URL(prm.resource),
     });
     assert.equal(authorizationUrl.searchParams.get('code_challenge_method'), 'S256');
     return { asUrl, metadata, clientInformation, state, authorizationUrl, codeVerifier, resource: prm.resource };
@@ -144,6 +146,36 @@ describe('signing in with a browser', { skip }, () => {
       const claims = decodeJwt(tokens.access_token);
       assert.equal(claims.sub, 'alice');
       assert.equal(claims.tenant_id, 'acme');
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it("sends the code to a custom-scheme redirect URI (Cursor's): the consent page's CSP lets the 303 through", async () => {
+    // Chromium checks a form's redirects against form-action too; a policy without `cursor:` blocks the
+    // navigation ("Sending form data … violates … form-action") and the app never hears back.
+    const cursor = 'cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback';
+    const req = await authorizationRequest(cursor);
+    const { page, cspViolations } = await openPage();
+    try {
+      await page.goto(req.authorizationUrl.href);
+      await page.getByLabel('Username').fill('alice');
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('heading', { name: 'Allow access?' }).waitFor();
+      // Headless Chromium has no app for the scheme, so the navigation is attempted and then fails;
+      // the attempt is what matters (a CSP block never starts it).
+      const handedOff = page.waitForRequest((r) => r.url().startsWith('cursor:'));
+      await page.getByRole('button', { name: 'Allow' }).click();
+      const params = new URL((await handedOff).url()).searchParams;
+      assert.equal(params.get('state'), req.state);
+      assert.equal(params.get('iss'), req.metadata.issuer);
+      assert.deepEqual(cspViolations, []);
+      const tokens = await exchangeAuthorization(req.asUrl, {
+        metadata: req.metadata, clientInformation: req.clientInformation, authorizationCode: params.get('code')!,
+        codeVerifier: req.codeVerifier, redirectUri: cursor, resource: new URL(req.resource),
+      });
+      assert.equal(decodeJwt(tokens.access_token).tenant_id, 'acme');
     } finally {
       await page.context().close();
     }

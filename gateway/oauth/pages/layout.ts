@@ -5,7 +5,8 @@
  *   style-src 'unsafe-inline'  the one inline <style> below (no style attributes are used);
  *   form-action 'self'          the forms post to this server; after the consent POST the browser follows
  *                               a 303 to the client's redirect URI, and Chromium applies form-action to
- *                               that redirect too, so the policy must also allow the redirect URI's scheme;
+ *                               that redirect too, so the consent page's policy also names that URI's
+ *                               origin, or its scheme when private-use (`cursor:`); see csp.ts;
  *   nothing else: no scripts, images, fonts or other requests. `default-src 'none'` fits.
  *
  * Accessibility: one <main> with one <h1>; every input has a <label for>; an error is a role="alert"

@@ -71,7 +71,7 @@ export async function createAuthorizationServer(
     opened.push(clients);
     let password: PasswordAccounts | undefined;
     if (cfg.accounts.usersFile !== undefined) {
-      password = await loadPasswordAccounts(path.resolve(loaded.dir, cfg.accounts.usersFile), log);
+      password = await loadPasswordAccounts(path.resolve(loaded.dir, cfg.accounts.usersFile), log, { allowMissing: true });
       opened.push(password);
     }
     let oidc: OidcLogin | undefined;

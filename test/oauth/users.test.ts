@@ -100,6 +100,22 @@ describe('users file', () => {
     await assert.rejects(loadPasswordAccounts(path.join(dir, 'missing.yaml'), pino({ level: 'silent' })), /no such file; create it with: npm run users -- add/);
   });
 
+  it('with allowMissing, a file not written yet is no accounts and a warning, then picked up once written', async () => {
+    const file = path.join(dir, 'later', 'users.yaml');
+    await mkdir(path.dirname(file));
+    const { log, lines } = recordingLog();
+    const accounts = await loadPasswordAccounts(file, log, { allowMissing: true, debounceMs: 20 });
+    try {
+      assert.equal(accounts.size, 0);
+      assert.ok(lines.some((l) => l.level === 40 && /npm run users -- add/.test(String(l.msg))), JSON.stringify(lines));
+      assert.equal(await accounts.verify('alice', 'correct horse battery'), undefined);
+      await writeFile(file, usersYaml(aliceHash), { mode: 0o600 });
+      await until('the new file is read', async () => (await accounts.verify('alice', 'correct horse battery'))?.tenant === 'acme');
+    } finally {
+      await accounts.close();
+    }
+  });
+
   it('warns when others may read the file', async () => {
     const file = path.join(dir, 'shared.yaml');
     await writeFile(file, usersYaml(aliceHash));

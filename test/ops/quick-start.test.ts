@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { connectClient } from '../helpers/mcp-client.ts';
+import { PASSWORD, signIn } from '../oauth/as-helpers.ts';
 import { connectV2 } from '../helpers/v2-client.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -54,9 +55,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function run(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(args: string[], cwd: string, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NO_COLOR: '1' } });
+    child.stdin.end(stdin);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
@@ -102,6 +104,9 @@ describe('the README quick start, with every client in its table', { timeout: 24
     assert.equal(minted.code, 0, minted.stderr);
     token = minted.stdout.trim().split('\n').at(-1)!.trim();
     assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    // And an account for the clients that sign in (users.yaml next to gateway.yaml, picked up live).
+    const added = await run([path.join(root, 'gateway/cli/users.ts'), 'add', 'alice', '--tenant', 'acme', '--password-stdin', '--config', path.join(dir, 'gateway.yaml')], dir, PASSWORD);
+    assert.equal(added.code, 0, added.stderr);
   });
 
   after(async () => {
@@ -129,6 +134,39 @@ describe('the README quick start, with every client in its table', { timeout: 24
       await client.callTool({ name: 'create_entities', arguments: { entities: [{ name: 'from-claude', entityType: 'client', observations: [] }] } });
       const graph = await client.callTool({ name: 'read_graph', arguments: {} });
       assert.match(JSON.stringify(graph), /from-claude/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('Claude Desktop signing in: mcp-remote with nothing but the URL, the person signs in on the gateway', async () => {
+    const server = jsonAfter('Claude Desktop, signing in').mcpServers.memory;
+    assert.deepEqual(Object.keys(server).sort(), ['args', 'command'], 'no token anywhere');
+    const callbackPort = await freePort();
+    const transport = new StdioClientTransport({
+      command: server.command,
+      // mcp-remote's optional second argument is the port of its local OAuth callback (default 3334).
+      args: [...(server.args as string[]).map(at), String(callbackPort)],
+      env: { ...(process.env as Record<string, string>), MCP_REMOTE_CONFIG_DIR: path.join(dir, 'mcp-remote-signin'), BROWSER: 'true' },
+      stderr: 'pipe',
+    });
+    // mcp-remote prints the authorization URL for the person (and tries to open a browser, which fails
+    // here): the test is that person, signing in as alice on the gateway's pages.
+    let stderr = '';
+    const authorized = new Promise<void>((resolve, reject) => {
+      transport.stderr!.on('data', (c: Buffer) => {
+        stderr += c;
+        const m = /(https?:\/\/\S+\/oauth\/authorize\?\S+)/.exec(stderr);
+        if (!m || stderr.includes('\u0000signed')) return;
+        stderr += '\u0000signed';
+        signIn(m[1]).then((back) => fetch(back)).then((r) => (r.ok ? resolve() : reject(new Error(`callback ${r.status}`))), reject);
+      });
+    });
+    const client = new Client({ name: 'claude-desktop-signing-in', version: '1.0.0' });
+    try {
+      await Promise.all([client.connect(transport), authorized]);
+      const graph = await client.callTool({ name: 'read_graph', arguments: {} });
+      assert.match(JSON.stringify(graph), /from-claude/, "alice's account is tenant acme: the same graph as the token's");
     } finally {
       await client.close();
     }

@@ -32,6 +32,12 @@ export interface LoadOptions {
   watch?: boolean;
   /** Debounce of change events. Default 300ms (gateway/file-watch.ts). */
   debounceMs?: number;
+  /**
+   * A file that does not exist yet means no accounts (with a warning saying how to add one), and is
+   * picked up when it is created. The gateway's default config turns sign-in on before anyone has run
+   * `npm run users -- add`: the first start must not fail for that. Default false.
+   */
+  allowMissing?: boolean;
 }
 
 async function readEntries(file: string, log: Logger): Promise<Map<string, Entry>> {
@@ -65,8 +71,15 @@ async function warnIfShared(file: string, log: Logger): Promise<void> {
 
 export async function loadPasswordAccounts(file: string, log: Logger, opts: LoadOptions = {}): Promise<UsersFileAccounts> {
   const absolute = path.resolve(file);
-  let entries = await readEntries(absolute, log);
-  log.info({ file: absolute, users: entries.size }, 'users file loaded');
+  let entries: Map<string, Entry>;
+  try {
+    entries = await readEntries(absolute, log);
+    log.info({ file: absolute, users: entries.size }, 'users file loaded');
+  } catch (err) {
+    if (!opts.allowMissing || !/: no such file;/.test((err as Error).message)) throw err;
+    entries = new Map();
+    log.warn({ file: absolute }, `no users file yet, so nobody can sign in; add the first account with: npm run users -- add <username> --tenant <tenant> (it is picked up without a restart)`);
+  }
   // Pay for the dummy hash now rather than on the first unknown username.
   void dummyHash();
 

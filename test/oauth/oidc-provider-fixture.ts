@@ -24,7 +24,14 @@ export interface TestProvider {
 
 export type ProviderClient = Pick<ClientMetadata, 'client_id' | 'client_secret' | 'redirect_uris'>;
 
-export async function startProvider(opts: { clients: ProviderClient[]; directory: Directory; conformIdTokenClaims?: boolean; down?: boolean }): Promise<TestProvider> {
+/**
+ * `clients` may be a function: with `down: true` it is called at `up()`, so a client whose redirect URI
+ * is only known once something else is listening (a gateway on port 0, whose discovery of this provider
+ * then first fails and is retried) can be registered after the issuer URL is handed out.
+ */
+export async function startProvider(opts: {
+  clients: ProviderClient[] | (() => ProviderClient[]); directory: Directory; conformIdTokenClaims?: boolean; down?: boolean;
+}): Promise<TestProvider> {
   let handler: ((req: never, res: never) => void) | undefined;
   const server: Server = createServer((req, res) => {
     if (handler) handler(req as never, res as never);
@@ -34,9 +41,11 @@ export async function startProvider(opts: { clients: ProviderClient[]; directory
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const provider = new Provider(issuer, {
-    clients: opts.clients.map((c) => ({ grant_types: ['authorization_code'], response_types: ['code'], ...c })),
-    jwks: { keys: [{ ...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid: 'test' }] as never },
+  const jwk = await exportJWK(privateKey);
+  const build = () => new Provider(issuer, {
+    clients: (typeof opts.clients === 'function' ? opts.clients() : opts.clients)
+      .map((c) => ({ grant_types: ['authorization_code'], response_types: ['code'], ...c })),
+    jwks: { keys: [{ ...jwk, alg: 'RS256', use: 'sig', kid: 'test' }] as never },
     async findAccount(_ctx, id) {
       const claims = opts.directory[id];
       if (!claims) return undefined;
@@ -52,11 +61,10 @@ export async function startProvider(opts: { clients: ProviderClient[]; directory
     // Set, so the provider does not print a notice for each default it falls back to.
     ttl: { Interaction: 600, Session: 600, Grant: 600, AccessToken: 600, IdToken: 600 },
   });
-  const callback = provider.callback() as never;
-  if (!opts.down) handler = callback;
+  if (!opts.down) handler = build().callback() as never;
   return {
     issuer,
-    up: () => { handler = callback; },
+    up: () => { handler ??= build().callback() as never; },
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

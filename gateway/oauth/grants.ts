@@ -58,9 +58,13 @@ export interface TokenResponse {
   refresh_token?: string;
 }
 
-/** A verified token's claims needed for revocation. */
+/**
+ * Revokes an access token by its `jti`. Resolves once the revocation is recorded where other processes
+ * look (Redis, the key folder's revoked.txt), so an answer sent after it is true for every replica and
+ * for `npm run token -- inspect`; never rejects (a failure is logged, this process still refuses it).
+ */
 export interface Revoker {
-  (jti: string, untilMs: number, why: string): void;
+  (jti: string, untilMs: number, why: string): Promise<void>;
 }
 
 const MAX_TOKENS_PER_FAMILY = 100;
@@ -166,7 +170,7 @@ export class Grants {
     if (!family) return;
     family.revoked = true;
     await this.#store.put('family', familyId, family, this.#cfg.refreshTokenTtl);
-    for (const [jti, exp] of family.tokens) this.#revoke(jti, exp * 1000, why);
+    await Promise.all(family.tokens.map(([jti, exp]) => this.#revoke(jti, exp * 1000, why)));
   }
 
   async #reused(key: string): Promise<void> {

@@ -63,7 +63,9 @@ export async function createAuthorizationServer(
   if (issuerUrl.protocol !== 'https:' && !isLoopbackUrl(issuerUrl)) {
     log.warn({ issuer: issuer.canonical }, 'the authorization server is reached over plain http on a non-loopback address: passwords and tokens cross the network in clear; use TLS (listeners[].tls, or a proxy and publicUrl)');
   }
-  const keys = await loadSigningKeys(cfg.signingKeys, loaded.dir, (dir) => log.warn({ dir }, `Created signing keys for the authorization server in ${dir} (private key mode 0600)`));
+  const keys = await loadSigningKeys(cfg.signingKeys, loaded.dir, {
+    onCreated: (dir) => log.warn({ dir }, `Created signing keys for the authorization server in ${dir} (private key mode 0600)`),
+  });
   const state = oauthState(deps.shared, cfg.store);
   const opened: Array<{ close?(): Promise<void> }> = [];
   try {
@@ -93,7 +95,7 @@ export async function createAuthorizationServer(
     const revocationFile = keys.dir !== undefined ? path.join(keys.dir, 'revoked.txt') : undefined;
     const revoke = (jti: string, untilMs: number, why: string) => {
       state.revoked.add(jti, untilMs);
-      void publishRevocation(jti, why, { redis: deps.shared.redis, keyPrefix: deps.shared.redisKeyPrefix, file: revocationFile, log });
+      return publishRevocation(jti, why, { redis: deps.shared.redis, keyPrefix: deps.shared.redisKeyPrefix, file: revocationFile, log });
     };
     const grants = new Grants({
       store: state.store, keys, revoke, log,

@@ -11,7 +11,7 @@
  * trusts those keys, and `npm run token -- revoke` already writes that folder's `revoked.txt`.
  */
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
 import { devKeyFiles, ensureDevKeys, type DevAlgorithm } from '../dev-keys.ts';
@@ -72,7 +72,13 @@ function fileBacked<T>(file: string, read: (text: string) => T): () => T {
   };
 }
 
-export async function loadSigningKeys(cfg: SigningKeysConfig, configDir: string, onCreated?: (dir: string) => void): Promise<SigningKeys> {
+/**
+ * `create: false` (the token CLI's `inspect`) refuses to invent a key folder that does not exist yet:
+ * keys made there would verify nothing the gateway issued, and would surprise the gateway's next start.
+ */
+export async function loadSigningKeys(
+  cfg: SigningKeysConfig, configDir: string, opts: { onCreated?: (dir: string) => void; create?: boolean } = {},
+): Promise<SigningKeys> {
   if (cfg.privateKeyFile !== undefined) {
     const file = path.resolve(configDir, cfg.privateKeyFile);
     const key = createPrivateKey(readFileSync(file, 'utf8'));
@@ -88,9 +94,15 @@ export async function loadSigningKeys(cfg: SigningKeysConfig, configDir: string,
     };
   }
   const dir = path.resolve(configDir, cfg.dir ?? '.dev-keys');
-  const { created } = await ensureDevKeys(dir, cfg.alg);
-  if (created) onCreated?.(dir);
   const files = devKeyFiles(dir);
+  if (opts.create === false) {
+    if (!existsSync(files.jwks)) {
+      throw new Error(`the authorization server's key folder ${dir} has no jwks.json: the gateway creates it on its first start, so no token it issued can be verified yet`);
+    }
+  } else {
+    const { created } = await ensureDevKeys(dir, cfg.alg);
+    if (created) opts.onCreated?.(dir);
+  }
   // Re-read when `npm run token -- keygen` rotates: it writes jwks.json (new public key first) before
   // private.pem, so a token signed with the new key never meets a key set that lacks it.
   const readCurrent = fileBacked(files.privateKey, (pem) => {

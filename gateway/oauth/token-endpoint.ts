@@ -17,7 +17,8 @@ export interface TokenEndpointDeps {
   grants: Grants;
   keys: SigningKeys;
   issuers: readonly string[];
-  revokeAccessToken(jti: string, untilMs: number, why: string): void;
+  /** Resolves once other processes can see the revocation (grants.ts Revoker). */
+  revokeAccessToken(jti: string, untilMs: number, why: string): Promise<void>;
   registration: boolean;
   log: Logger;
 }
@@ -71,7 +72,8 @@ export class TokenEndpoint {
     const client = await this.#authenticate(req, form);
     const token = form.get('token');
     if (!token) throw new OAuthError('invalid_request', 'token is missing.');
-    // RFC 7009 §2.2: 200 whether or not the token was valid, so a caller learns nothing about it.
+    // RFC 7009 §2.2: 200 whether or not the token was valid, so a caller learns nothing about it; and
+    // only once the revocation is recorded, so the token is dead everywhere when the client hears so.
     if (!(await this.#d.grants.revokeRefreshToken(token, client.clientId))) await this.#revokeAccessToken(token, client.clientId);
     sendJson(res, 200, {}, { ...NO_STORE, ...openCors(req) });
   }
@@ -141,7 +143,7 @@ export class TokenEndpoint {
         issuer: [...this.#d.issuers], algorithms: this.#d.keys.algorithms, requiredClaims: ['jti', 'exp'],
       });
       if (payload.client_id !== clientId) return;
-      this.#d.revokeAccessToken(payload.jti!, payload.exp! * 1000, 'revoked by its client');
+      await this.#d.revokeAccessToken(payload.jti!, payload.exp! * 1000, 'revoked by its client');
     } catch {
       // Not ours, expired or malformed: nothing to revoke (RFC 7009 still answers 200).
     }

@@ -25,7 +25,7 @@ import { REDACTED_PATHS } from './logger.ts';
 import { SessionSealer } from './session-seal.ts';
 import { prepareCommand } from './stdio/command.ts';
 import { StdioConfigError } from './stdio/errors.ts';
-import { createAuthorizationServer } from './oauth/server.ts';
+import type { AuthorizationService } from './oauth/server.ts';
 
 export interface CheckSummary {
   listeners: number;
@@ -99,9 +99,11 @@ async function buildPlugins(loaded: LoadedConfig, routes: ResolvedRoute[], warn:
   if (loaded.config.redis?.url) shared.redis = await connectRedis(loaded.config.redis.url, warn);
   const problems: string[] = [];
   // The authorization server first, as at start: jwt plugins that trust it need it.
-  let authorization: Awaited<ReturnType<typeof createAuthorizationServer>>;
+  let authorization: AuthorizationService | undefined;
   try {
-    authorization = await createAuthorizationServer(loaded, { listeners, shared, log });
+    authorization = loaded.config.authorization
+      ? await (await import('./oauth/server.ts')).createAuthorizationServer(loaded, { listeners, shared, log })
+      : undefined;
     if (authorization) shared.authorizationServer = authorization.trust;
   } catch (err) {
     problems.push(...(err instanceof ConfigError ? err.problems : [`authorization: ${(err as Error).message}`]));

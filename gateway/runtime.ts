@@ -19,7 +19,7 @@ import type { UpstreamPort } from './era/translation.ts';
 import type { UpstreamEra } from './era/upstream-era.ts';
 import { closeTranslators } from './era/dispatch.ts';
 import { buildUpstream } from './upstream-targets.ts';
-import { createAuthorizationServer, type AuthorizationService } from './oauth/server.ts';
+import type { AuthorizationService } from './oauth/server.ts';
 
 /**
  * One exchange handed to an upstream served inside the gateway's process (stdio): what an HTTP upstream
@@ -215,7 +215,10 @@ export async function buildRuntime(
       upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedStdio }));
     }
     // Before the plugins: a `jwt` plugin that trusts it needs its keys and registers its resource.
-    authorization = await createAuthorizationServer(loaded, { listeners: ctx.listeners, shared: ctx.shared, log: ctx.log });
+    // Loaded only when configured: it brings password hashing, an OIDC client and the sign-in pages.
+    authorization = loaded.config.authorization
+      ? await (await import('./oauth/server.ts')).createAuthorizationServer(loaded, { listeners: ctx.listeners, shared: ctx.shared, log: ctx.log })
+      : undefined;
     const shared = authorization ? { ...ctx.shared, authorizationServer: authorization.trust } : ctx.shared;
     built = await instantiateRoutes(resolved, { listeners: ctx.listeners, log: ctx.log, dir: loaded.dir, shared, source: loaded.source });
   } catch (err) {

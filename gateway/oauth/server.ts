@@ -13,7 +13,6 @@ import { ConfigError, type LoadedConfig } from '../../config/load.ts';
 import { isLoopbackUrl } from '../public-origin.ts';
 import type { GatewayAuthorizationServer, ListenerInfo, SharedServices } from '../contract.ts';
 import { createLoginGuard } from './accounts/login-guard.ts';
-import { createOidcLogin } from './accounts/oidc.ts';
 import { loadPasswordAccounts } from './accounts/users-file.ts';
 import { AuthorizationEndpoint, type Resources } from './authorize.ts';
 import { createClientRegistry } from './clients/index.ts';
@@ -78,6 +77,8 @@ export async function createAuthorizationServer(
     }
     let oidc: OidcLogin | undefined;
     if (cfg.accounts.oidc) {
+      // openid-client only for gateways that sign in through a provider.
+      const { createOidcLogin } = await import('./accounts/oidc.ts');
       oidc = await createOidcLogin(cfg.accounts.oidc, { log, store: state.store });
       opened.push(oidc);
     }

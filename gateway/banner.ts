@@ -20,6 +20,8 @@ export interface BannerInfo {
   admin?: { url: string; apiEnabled: boolean };
   /** The gateway's process id: what an operator signals to stop or reload it. */
   pid?: number;
+  /** Present when the gateway runs its own authorization server: where people sign in, against what. */
+  signIn?: { url: string; accounts: readonly string[] };
 }
 
 export function formatBanner(info: BannerInfo): string[] {
@@ -59,6 +61,11 @@ export function formatBanner(info: BannerInfo): string[] {
       ),
     ),
   );
+
+  if (info.signIn) {
+    // Clients that take only a URL send people here; nobody can sign in until an account exists.
+    lines.push(`sign-in: ${safeUrl(info.signIn.url)}/oauth/authorize (accounts: ${info.signIn.accounts.join(', ')})`);
+  }
 
   if (info.admin) {
     const admin = safeUrl(info.admin.url);
@@ -102,11 +109,22 @@ export function bannerInfoFromConfig(
         ? { name, kind: 'http' as const, url: u.url, headerNames: Object.keys(u.headers), signsIdentity: u.identity !== undefined }
         : { name, kind: 'stdio' as const, command: u.stdio.command, mode: u.stdio.mode, poolKey: u.stdio.poolKey },
     ),
+    signIn: config.authorization ? signInOf(config, runtime.listenerUrls) : undefined,
     admin:
       config.admin.enabled && runtime.adminUrl !== undefined
         ? { url: runtime.adminUrl, apiEnabled: config.admin.token !== '' }
         : undefined,
   };
+}
+
+function signInOf(config: GatewayConfig, listenerUrls: Readonly<Record<string, string>>): BannerInfo['signIn'] {
+  const auth = config.authorization!;
+  const listener = config.listeners.find((l) => l.name === (auth.listener ?? config.listeners[0].name));
+  const url = auth.issuer ?? (listener ? listenerUrls[listener.name] ?? listener.publicUrl ?? `http://${listener.host}:${listener.port}` : '');
+  const accounts: string[] = [];
+  if (auth.accounts.usersFile !== undefined) accounts.push(`${auth.accounts.usersFile} (npm run users -- add)`);
+  if (auth.accounts.oidc) accounts.push(`OpenID Connect at ${safeUrl(auth.accounts.oidc.issuer)}`);
+  return { url, accounts };
 }
 
 /** Origin and path only: userinfo and query may hold credentials. */

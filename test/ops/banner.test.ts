@@ -79,3 +79,22 @@ describe('formatBanner', () => {
     assert.deepEqual(formatBanner(info), formatBanner(structuredClone(info)));
   });
 });
+
+describe('the sign-in line', () => {
+  const info = (authorization?: unknown) =>
+    formatBanner(bannerInfoFromConfig(GatewayConfigSchema.parse({ ...config, authorization }), {
+      configPath: 'g.yaml', listenerUrls: { header: 'http://127.0.0.1:3001' }, adminUrl: 'http://127.0.0.1:9090',
+    })).join('\n');
+
+  it('says where people sign in and against which accounts, when the gateway runs its authorization server', () => {
+    assert.match(info({ accounts: { usersFile: 'users.yaml' } }), /^sign-in: http:\/\/127\.0\.0\.1:3001\/oauth\/authorize \(accounts: users\.yaml \(npm run users -- add\)\)$/m);
+    assert.match(
+      info({ listener: 'query', accounts: { oidc: { issuer: 'https://idp.example.com/realms/acme', clientId: 'gw', tenant: { fixed: 'acme' } } } }),
+      /^sign-in: https:\/\/mcp\.example\.com\/oauth\/authorize \(accounts: OpenID Connect at https:\/\/idp\.example\.com\/realms\/acme\)$/m,
+    );
+  });
+
+  it('is absent without one', () => {
+    assert.doesNotMatch(info(), /sign-in/);
+  });
+});

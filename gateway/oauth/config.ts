@@ -5,7 +5,7 @@
  *
  * The parts other modules own are composed here: who may be a client (clients/config.ts), sign-in
  * through an OpenID Connect provider (accounts/oidc-config.ts), password-guessing limits
- * (accounts/login-guard.ts).
+ * (accounts/login-guard.ts), per-address limits on the open endpoints (limits.ts).
  */
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
@@ -13,6 +13,7 @@ import { DEV_ALGORITHMS, DEV_DIR } from '../dev-keys.ts';
 import { LoginLimitsSchema } from './accounts/login-guard.ts';
 import { OidcConfigSchema } from './accounts/oidc-config.ts';
 import { ClientsConfigSchema, clientsConfigDefault } from './clients/config.ts';
+import { EndpointLimitsSchema } from './limits.ts';
 
 /** RFC 6749 §3.3 scope-token. */
 const scope = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes');
@@ -66,6 +67,11 @@ export const AuthorizationConfigSchema = z.strictObject({
     .refine((a) => a.usersFile !== undefined || a.oidc !== undefined, 'set usersFile, oidc or both'),
   /** Password-guessing limits per account and per address. Default 5 failures per account, 20 per address, per 15 minutes. */
   loginLimits: LoginLimitsSchema,
+  /**
+   * Requests per client address (IPv6: per /64) on the endpoints anyone may call. Default: register 60
+   * per hour; authorize (with /oauth/oidc) 60, token 300, revoke 60 per minute.
+   */
+  limits: EndpointLimitsSchema,
   /** `memory` (one replica) or `redis` (replicas share sign-ins, codes and refresh tokens; needs redis.url). Default memory. */
   store: z.enum(['memory', 'redis']).default('memory'),
 });

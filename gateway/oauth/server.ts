@@ -21,11 +21,14 @@ import { OAuthError, type LoginGuard, type OidcLogin, type PasswordAccounts } fr
 import { Grants } from './grants.ts';
 import { openCors, preflight, sendHtml, sendJson, sendOAuthError } from './http.ts';
 import { makeIssuer } from './issuer.ts';
+import { endpointLimiter, type LimitedEndpoint } from './limits.ts';
 import { authorizationServerMetadata, METADATA_PATH, PATHS } from './metadata.ts';
 import * as pages from './pages/index.ts';
+import { RetryLater } from './retry-later.ts';
 import { publishRevocation } from './revocations.ts';
 import { loadSigningKeys } from './signing.ts';
 import { oauthState } from './state.ts';
+import { StoreFull } from './store.ts';
 import { TokenEndpoint } from './token-endpoint.ts';
 
 export interface AuthorizationService {
@@ -93,6 +96,8 @@ export async function createAuthorizationServer(
       state.guards.set(guardKey, guard);
     }
 
+    const limits = endpointLimiter(cfg.limits, cfg.store, deps.shared);
+
     const revocationFile = keys.dir !== undefined ? path.join(keys.dir, 'revoked.txt') : undefined;
     const revoke = (jti: string, untilMs: number, why: string) => {
       state.revoked.add(jti, untilMs);
@@ -140,6 +145,12 @@ export async function createAuthorizationServer(
         sendOAuthError(res, new OAuthError('invalid_request', `${p} accepts ${methods}.`, 405), { allow: methods, ...openCors(req) });
         return false;
       };
+      /** `allow`, then the address's budget for an endpoint anyone may call (a refusal throws RetryLater). */
+      const admit = async (methods: string, endpoint: LimitedEndpoint) => {
+        if (!allow(methods)) return false;
+        await limits.check(endpoint, req);
+        return true;
+      };
       if (method === 'OPTIONS') return preflight(req, res);
       if (metadataPaths.has(p)) {
         if (!allow('GET, HEAD')) return;
@@ -149,14 +160,14 @@ export async function createAuthorizationServer(
         return sendJson(res, 200, doc, { 'cache-control': 'public, max-age=300', 'access-control-allow-origin': '*' });
       }
       switch (p) {
-        case PATHS.authorize: return allow('GET') ? authorize.authorize(req, res, url) : undefined;
+        case PATHS.authorize: return (await admit('GET', 'authorize')) ? authorize.authorize(req, res, url) : undefined;
         case PATHS.login: return allow('POST') ? authorize.login(req, res) : undefined;
         case PATHS.consent: return allow('POST') ? authorize.consent(req, res) : undefined;
-        case PATHS.oidcStart: return allow('GET') ? authorize.oidcStart(req, res, url) : undefined;
+        case PATHS.oidcStart: return (await admit('GET', 'authorize')) ? authorize.oidcStart(req, res, url) : undefined;
         case PATHS.callback: return allow('GET') ? authorize.callback(req, res, url) : undefined;
-        case PATHS.token: return allow('POST') ? tokens.token(req, res) : undefined;
-        case PATHS.revoke: return allow('POST') ? tokens.revoke(req, res) : undefined;
-        case PATHS.register: return allow('POST') ? tokens.register(req, res) : undefined;
+        case PATHS.token: return (await admit('POST', 'token')) ? tokens.token(req, res) : undefined;
+        case PATHS.revoke: return (await admit('POST', 'revoke')) ? tokens.revoke(req, res) : undefined;
+        case PATHS.register: return (await admit('POST', 'register')) ? tokens.register(req, res) : undefined;
         case PATHS.jwks:
           if (!allow('GET, HEAD')) return;
           return sendJson(res, 200, keys.jwks(), { 'cache-control': 'public, max-age=300', 'access-control-allow-origin': '*' });
@@ -182,10 +193,14 @@ export async function createAuthorizationServer(
           if (res.headersSent) return void res.destroy();
           const oauth = err instanceof OAuthError ? err : undefined;
           if (!oauth) log.error({ err, path: url.pathname }, 'authorization endpoint failed');
+          if (err instanceof StoreFull) log.warn({ kind: err.kind, path: url.pathname }, 'the authorization server\'s store is full for this kind: new entries are refused until some expire');
           const e = oauth ?? new OAuthError('server_error', 'The authorization server failed; see the gateway log.', 500);
-          if (PAGE_PATHS.has(url.pathname)) return sendHtml(res, e.status, pages.renderErrorPage({ title: 'Sign-in failed', message: e.message }));
+          // The request body of a refused POST is not read: drained, so the connection can be reused.
+          if (err instanceof RetryLater) req.resume();
+          const retry: Record<string, string> = err instanceof RetryLater ? { 'retry-after': String(err.retryAfterSeconds) } : {};
+          if (PAGE_PATHS.has(url.pathname)) return sendHtml(res, e.status, pages.renderErrorPage({ title: 'Sign-in failed', message: e.message }), retry);
           const basic: Record<string, string> = e.status === 401 && req.headers.authorization !== undefined ? { 'www-authenticate': 'Basic realm="oauth"' } : {};
-          sendOAuthError(res, e, { ...basic, ...openCors(req) });
+          sendOAuthError(res, e, { ...basic, ...retry, ...openCors(req) });
         }
       },
       async close() {

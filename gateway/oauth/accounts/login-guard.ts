@@ -70,20 +70,21 @@ function accountKey(username: string): string {
   return createHash('sha256').update(username.trim().toLowerCase()).digest('base64url');
 }
 
-function limiter(limit: { attempts: number; window: number }, keyPrefix: string, redis: Redis | undefined): RateLimiterAbstract {
+/** A fixed-window counter: in memory, or in Redis (with a memory stand-in while Redis is down). Also used by ../limits.ts. */
+export function limiter(limit: { attempts: number; window: number }, keyPrefix: string, redis: Redis | undefined): RateLimiterAbstract {
   const options = { points: limit.attempts, duration: limit.window / 1000, keyPrefix };
   if (!redis) return new RateLimiterMemory(options);
   return new RateLimiterRedis({
     ...options,
     storeClient: redis,
-    // While Redis is down, count in memory instead: closing sign-in altogether or letting guesses through
-    // uncounted would both be worse.
+    // While Redis is down, count in memory instead: closing sign-in (or the endpoints) altogether, or
+    // letting requests through uncounted, would both be worse.
     rejectIfRedisNotReady: true,
     insuranceLimiter: new RateLimiterMemory({ ...options, keyPrefix: `insurance:${keyPrefix}` }),
   });
 }
 
-const retryAfter = (res: RateLimiterRes) => Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+export const retryAfter = (res: RateLimiterRes) => Math.max(1, Math.ceil(res.msBeforeNext / 1000));
 
 export function createLoginGuard(cfg: LoginLimits, opts: { redis?: Redis; keyPrefix: string }): LoginGuard {
   const perAccount = limiter(cfg.perAccount, `${opts.keyPrefix}login:account`, opts.redis);

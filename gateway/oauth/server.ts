@@ -4,7 +4,8 @@
  * (`owns`/`handle`, called by entry.ts), and what `jwt` plugins that trust it see
  * (`trust`, handed to them as `shared.authorizationServer`).
  *
- * State that must outlive a reload (the store, revoked tokens, login counters) comes from state.ts.
+ * State that must outlive a reload (the store, revoked tokens, login counters) comes from state.ts;
+ * the per-address request counters of the open endpoints from limits.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -97,6 +98,7 @@ export async function createAuthorizationServer(
     }
 
     const limits = endpointLimiter(cfg.limits, cfg.store, deps.shared);
+    let lastFullWarning = 0;
 
     const revocationFile = keys.dir !== undefined ? path.join(keys.dir, 'revoked.txt') : undefined;
     const revoke = (jti: string, untilMs: number, why: string) => {
@@ -193,12 +195,18 @@ export async function createAuthorizationServer(
           if (res.headersSent) return void res.destroy();
           const oauth = err instanceof OAuthError ? err : undefined;
           if (!oauth) log.error({ err, path: url.pathname }, 'authorization endpoint failed');
-          if (err instanceof StoreFull) log.warn({ kind: err.kind, path: url.pathname }, 'the authorization server\'s store is full for this kind: new entries are refused until some expire');
+          if (err instanceof StoreFull && Date.now() - lastFullWarning > 60_000) {
+            // Once a minute at most: a flood that filled the kind goes on knocking.
+            lastFullWarning = Date.now();
+            log.warn({ kind: err.kind, path: url.pathname }, 'the authorization server\'s store is full for this kind: new entries are refused until some expire');
+          }
           const e = oauth ?? new OAuthError('server_error', 'The authorization server failed; see the gateway log.', 500);
           // The request body of a refused POST is not read: drained, so the connection can be reused.
           if (err instanceof RetryLater) req.resume();
           const retry: Record<string, string> = err instanceof RetryLater ? { 'retry-after': String(err.retryAfterSeconds) } : {};
-          if (PAGE_PATHS.has(url.pathname)) return sendHtml(res, e.status, pages.renderErrorPage({ title: 'Sign-in failed', message: e.message }), retry);
+          if (PAGE_PATHS.has(url.pathname)) {
+            return sendHtml(res, e.status, pages.renderErrorPage({ title: err instanceof RetryLater ? 'Try again later' : 'Sign-in failed', message: e.message }), retry);
+          }
           const basic: Record<string, string> = e.status === 401 && req.headers.authorization !== undefined ? { 'www-authenticate': 'Basic realm="oauth"' } : {};
           sendOAuthError(res, e, { ...basic, ...retry, ...openCors(req) });
         }

@@ -70,8 +70,8 @@ routes:
     assert.equal(call.rpcMethod, 'tools/call');
     assert.equal(call.tenant, 'acme');
     assert.equal(call.sub, 'alice');
-    const { lines, text } = await readLines();
-    const answer = lines.find((l) => l.kind === 'message' && l.direction === 'response' && l.rpcId === call.rpcId && l.exchange === call.exchange);
+    // The answer's line may be in a later batch than the request's: wait for it too.
+    const answer = await waitFor((lines) => lines.find((l) => l.kind === 'message' && l.direction === 'response' && l.rpcId === call.rpcId && l.exchange === call.exchange), 'response line');
     assert.equal(answer?.tool, 'echo', 'the response line names the tool of the request it answers');
     assert.equal(answer?.outcome, 'ok');
     const init = await exchangeOf((l) => l.rpcMethod === 'initialize', 'initialize exchange');
@@ -82,6 +82,7 @@ routes:
     assert.equal(init.forwardedFor, undefined);
     assert.equal(init.path, '/mcp');
     assert.equal(typeof init.latencyMs, 'number');
+    const { text } = await readLines();
     assert.ok(!text.includes(token), 'the URL token never reaches the audit file');
     assert.ok(!text.includes('token='), 'nor does the query parameter');
   });

@@ -40,6 +40,7 @@ import { inspectRequestBody } from './stages/request-messages.ts';
 import { openSession } from './stages/session.ts';
 import { callUpstream, onUpstreamError, onUpstreamRequest } from './stages/upstream-call.ts';
 import { onUpstreamResponse } from './stages/response.ts';
+import { parkUnanswered, sessionDeleted } from './stages/resume.ts';
 import type { ExchangeTrace, Tracing } from './tracing/spans.ts';
 
 /** What the gateway reports to metrics; every method is optional so tests can pass nothing. */
@@ -267,6 +268,8 @@ export class ExchangeRun {
     if (this.finished) return;
     this.finished = true;
     for (const c of this.cleanups) c();
+    // Answers still due may come on a resumed stream of the session (the client left, say).
+    parkUnanswered(this);
     this.correlation?.release();
     // An unfinished upstream request dies with the exchange (the client went away, a timeout fired).
     // A finished one must not be touched: destroying it would close its keep-alive socket.
@@ -276,6 +279,7 @@ export class ExchangeRun {
       o.error = new Error('the client went away before the response was complete');
     }
     if (o.status === 0 && this.res.headersSent) o.status = this.res.statusCode;
+    sessionDeleted(this);
     o.durationMs = Number(process.hrtime.bigint() - this.x.startedAt) / 1e6;
     this.pipeline.done(this.x, o);
     this.trace?.end();

@@ -9,7 +9,8 @@
 import type { ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { Transport } from './contract.ts';
-import type { PendingRequests } from './messages/correlation.ts';
+import type { InflightHold, PendingRequests } from './messages/correlation.ts';
+import { ResumableRequests } from './messages/resumable.ts';
 
 export interface SessionInfo {
   id: string;
@@ -68,8 +69,11 @@ export class SessionRegistry {
     dispose: (r, id) => {
       const key = r.upstreamSessionId === undefined ? undefined : upstreamKey(r.info.upstream, r.upstreamSessionId);
       if (key !== undefined && this.#byUpstream.get(key) === id) this.#byUpstream.delete(key);
+      this.resumable.drop(id);
     },
   });
+  /** Requests whose POST stream ended unanswered, for a resumed GET stream to find (SEP-1699). */
+  readonly resumable = new ResumableRequests();
   /** upstream + upstream session id → client-facing id, for upstreams that report their sessions' end. */
   readonly #byUpstream = new Map<string, string>();
   readonly #legacy = new Map<string, LegacyStream>();
@@ -102,6 +106,7 @@ export class SessionRegistry {
 
   forget(id: string): void {
     this.#sessions.delete(id);
+    this.resumable.drop(id);
   }
 
   /** The upstream ended one of its sessions (a stdio upstream's idle timeout, say): stop listing it. */
@@ -126,13 +131,14 @@ export class SessionRegistry {
    * The request ids a Streamable HTTP session has in flight on this replica, shared by its concurrent
    * exchanges so that none reuses an id another is still waiting on. Call the returned release once.
    */
-  holdInflight(id: string): { ids: Set<string>; release(): void } {
+  holdInflight(id: string): InflightHold {
     let entry = this.#inflight.get(id);
     if (!entry) this.#inflight.set(id, (entry = { ids: new Set(), holders: 0 }));
     entry.holders++;
     const held = entry;
     return {
       ids: held.ids,
+      parked: (key) => this.resumable.has(id, key),
       release: () => {
         if (--held.holders === 0) this.#inflight.delete(id);
       },
@@ -161,6 +167,7 @@ export class SessionRegistry {
    */
   async end(id: string, endInProcess?: (upstream: string, upstreamSessionId: string) => boolean): Promise<boolean> {
     const r = this.#sessions.get(id);
+    this.resumable.drop(id);
     if (!r) return false;
     this.#sessions.delete(id);
     for (const res of r.streams) res.end();

@@ -55,32 +55,46 @@ export class PendingRequests {
     return this.#map.values();
   }
 
+  entries(): IterableIterator<[string, JSONRPCRequest]> {
+    return this.#map.entries();
+  }
+
   clear(): void {
     this.#map.clear();
   }
 }
 
+/** A session's ids on this replica: in flight on its open exchanges, or parked for a resumed stream. */
+export interface InflightHold {
+  ids: Set<string>;
+  /** Whether an id is parked (its request still pending at the upstream, its stream gone). */
+  parked?(key: string): boolean;
+  release(): void;
+}
+
 /**
  * One exchange's view of correlation: its own requests, checked against what other in-flight
- * exchanges of the same session have pending (`shared`, per replica). Released when the exchange ends.
+ * exchanges of the same session have pending (`shared`, per replica) and what the session parked.
+ * Released when the exchange ends.
  */
 export class ExchangeCorrelation {
   readonly own = new PendingRequests();
   readonly #shared: Set<string> | undefined;
-  readonly #hold: { release(): void } | undefined;
+  readonly #hold: InflightHold | undefined;
 
   /** @param hold the session's in-flight ids on this replica (SessionRegistry.holdInflight), if any. */
-  constructor(hold?: { ids: Set<string>; release(): void }) {
+  constructor(hold?: InflightHold) {
     this.#shared = hold?.ids;
     this.#hold = hold;
   }
 
   has(key: string): boolean {
-    return this.own.has(key) || (this.#shared?.has(key) ?? false);
+    return this.own.has(key) || (this.#shared?.has(key) ?? false) || (this.#hold?.parked?.(key) ?? false);
   }
 
   add(key: string, req: JSONRPCRequest): Reservation {
-    if (this.#shared?.has(key)) return 'duplicate';
+    // A parked id is still pending upstream: reusing it would make its replayed answer ambiguous.
+    if (this.#shared?.has(key) || this.#hold?.parked?.(key)) return 'duplicate';
     const r = this.own.add(key, req);
     if (r === 'ok') this.#shared?.add(key);
     return r;
@@ -90,6 +104,18 @@ export class ExchangeCorrelation {
     const r = this.own.take(key);
     if (r !== undefined) this.#shared?.delete(key);
     return r;
+  }
+
+  /**
+   * Hands the requests still unanswered to `park` (their answers may come on a resumed stream) and
+   * frees their ids here; parked, they stay reserved in the session. Safe to call more than once.
+   */
+  parkUnanswered(park: (key: string, req: JSONRPCRequest) => void): void {
+    for (const [key, req] of this.own.entries()) {
+      park(key, req);
+      this.#shared?.delete(key);
+    }
+    this.own.clear();
   }
 
   /** Frees the ids this exchange still held (its stream ended without every answer). Once. */

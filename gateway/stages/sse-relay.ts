@@ -14,11 +14,13 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { STREAM_DEADLINE } from '../contract.ts';
 import { coreRefusal, refusalMessage } from '../errors.ts';
+import { idKey } from '../jsonrpc.ts';
 import { inspect, type InspectScope } from '../messages/inspect.ts';
 import { decode, encode } from '../messages/offload.ts';
 import { HEARTBEAT, messageEvent, parseEvent, replaceEventData, SseFramer } from '../messages/sse-codec.ts';
 import type { ExchangeRun } from '../proxy.ts';
 import { legacyCorrelator, rewriteEndpoint, type LegacyEndpoint } from './legacy-sse.ts';
+import { parkUnanswered, resumedCorrelator } from './resume.ts';
 import { onTimeout } from './upstream-call.ts';
 
 export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: number, headers: OutgoingHttpHeaders): void {
@@ -43,6 +45,8 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
   const answersDue = (awaiting?.size ?? 0) > 0;
 
   const inspecting = run.pipeline.inspectsResponses;
+  // A session's GET stream may carry answers replayed for a POST whose stream ended early (SEP-1699).
+  const resumed = inspecting && sessionId ? resumedCorrelator(run) : undefined;
   // A GET without a session may be a legacy stream, whose first event names the POST endpoint.
   let awaitingEndpoint = run.req.method === 'GET' && !sessionId;
   let legacy: LegacyEndpoint | undefined;
@@ -121,7 +125,7 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     }
     // One scope for the stream: a legacy stream's table is registered with its endpoint event, before
     // any message event arrives, and stays the same for the stream's life.
-    scope ??= run.inspectScope('response', legacy ? legacyCorrelator(run, legacy.sessionId) : run.correlator);
+    scope ??= run.inspectScope('response', legacy ? legacyCorrelator(run, legacy.sessionId) : run.correlator ?? resumed);
     const inspected = await inspect(decoded.values, 'response', 'sse', scope);
     if (!inspected.changed) return block;
     if (inspected.out.length === 0) return '';
@@ -158,7 +162,12 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     closing = true;
     proxyRes.destroy();
     void chain.then(() => {
-      for (const request of run.correlation?.own.requests() ?? []) write(messageEvent(JSON.stringify(refusalMessage(r, request.id))));
+      // Answered here, with the error: not parked for a resumed stream, which would answer them twice.
+      const correlation = run.correlation;
+      for (const request of [...(correlation?.own.requests() ?? [])]) {
+        correlation!.take(idKey(request.id));
+        write(messageEvent(JSON.stringify(refusalMessage(r, request.id))));
+      }
       if (!res.writableEnded) res.end();
     });
   };
@@ -166,6 +175,8 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
   proxyRes.once('end', () => {
     void chain.then(() => {
       if (framed) write(framer.flush());
+      // Before the client sees the end: a client that resumes at once must find what is still due.
+      parkUnanswered(run);
       res.end();
       run.streamComplete = true;
     });
@@ -175,7 +186,10 @@ export function relaySse(run: ExchangeRun, proxyRes: IncomingMessage, status: nu
     if (proxyRes.complete || closing || res.destroyed) return;
     run.streamComplete = false;
     run.outcome.error ??= new Error('the upstream broke the stream off before its end');
-    void chain.then(() => res.destroy());
+    void chain.then(() => {
+      parkUnanswered(run);
+      res.destroy();
+    });
   });
   res.once('close', () => {
     proxyRes.destroy();

@@ -56,14 +56,9 @@ type Phase = '2025-11-25' | '2026-07-28' | '2025-11-25 translated';
  * `<phase> <leg> <scenario>` for every check of a scenario. Each is a gateway defect found by this
  * test and left to the gateway's owners; its subtests are `todo`.
  */
-const REPLAY_UNMATCHED =
-  'gateway defect (graph-rewrite): the server closes a POST stream mid-call (SEP-1699 polling), the client resumes with GET + ' +
-  'Last-Event-ID and the server replays the tool result on that GET stream; graph-rewrite cannot attribute the replayed response ' +
-  'to a request and replaces it with -32603 GW_ERR_GRAPH_RESPONSE_UNMATCHED, so the client never gets its result';
 const GATEWAY_DEFECTS: Record<string, string> = {
-  '2025-11-25 full server-sse-polling › server-sse-disconnect-resume': REPLAY_UNMATCHED,
-  // 2025 clients are not translated for a probed (unpinned) 2026 upstream, so this phase is the one above.
-  '2025-11-25 translated full server-sse-polling › server-sse-disconnect-resume': REPLAY_UNMATCHED,
+  // (none known; a POST stream closed mid-call under SEP-1699 polling resumes with its answer matched,
+  // see gateway/stages/resume.ts and test/tenant/resumed-stream.test.ts)
 };
 
 /**

@@ -31,6 +31,15 @@ function pkceMatches(verifier: string, challenge: string): boolean {
 
 const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 
+/** A form-urlencoded value; undefined for a malformed %-escape (decodeURIComponent's URIError). */
+function formDecode(value: string): string | undefined {
+  try {
+    return decodeURIComponent(value.replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
+}
+
 export class TokenEndpoint {
   readonly #d: TokenEndpointDeps;
   constructor(deps: TokenEndpointDeps) {
@@ -113,10 +122,11 @@ export class TokenEndpoint {
       const colon = decoded.indexOf(':');
       if (colon < 0 || secret !== undefined) throw new OAuthError('invalid_client', 'Malformed client credentials.', 401);
       // RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
-      const basicId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+      const basicId = formDecode(decoded.slice(0, colon));
+      secret = formDecode(decoded.slice(colon + 1));
+      if (basicId === undefined || secret === undefined) throw new OAuthError('invalid_client', 'Malformed client credentials: bad percent-encoding.', 401);
       if (clientId !== undefined && clientId !== basicId) throw new OAuthError('invalid_client', 'client_id differs from the Basic credentials.', 401);
       clientId = basicId;
-      secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
     }
     if (!clientId) throw new OAuthError('invalid_client', 'client_id is missing.', 401);
     let client: ClientInfo;

@@ -195,6 +195,7 @@ describe('errors are OAuth JSON, never JSON-RPC', () => {
       ['/oauth/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 400, 'invalid_request'],
       ['/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=password&client_id=${clientId}` }, 400, 'unsupported_grant_type'],
       ['/oauth/token', { method: 'GET' }, 405, 'invalid_request'],
+      ['/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('%zz:%').toString('base64')}` }, body: 'grant_type=authorization_code&code=x' }, 401, 'invalid_client'],
       ['/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"redirect_uris":["http://evil.example/cb"]}' }, 400, 'invalid_redirect_uri'],
       ['/oauth/revoke', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `client_id=${clientId}` }, 400, 'invalid_request'],
       ['/oauth/nothing', { method: 'GET' }, 404, 'invalid_request'],

@@ -163,10 +163,11 @@ describe('stdio upstream multiplexing (shared process)', () => {
     const headers = { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-session-id': sid };
     const tool = (name: string, args: Record<string, unknown>) => ({ jsonrpc: '2.0', id: 'x', method: 'tools/call', params: { name, arguments: args } });
 
-    // The exchange ends (its client left) long before the process answers.
+    // The exchange ends (its client left) long before the process answers: the answer must come after
+    // the reuse below is refused, however slow the machine, so the process takes seconds, not ms.
     const exchange = new AbortController();
     const first = await upstream.dispatch({
-      method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(tool('sleep', { ms: 300 }))), principal: principal('mux8'), signal: exchange.signal,
+      method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(tool('sleep', { ms: 3000 }))), principal: principal('mux8'), signal: exchange.signal,
     });
     assert.equal(first.statusCode, 200);
     exchange.abort();
@@ -176,7 +177,7 @@ describe('stdio upstream multiplexing (shared process)', () => {
     assert.equal(reused.status, 400);
     assert.equal((await refusalOf(reused)).error.data.code, 'GW_ERR_DUPLICATE_ID');
 
-    await waitFor('the abandoned call answered by the process', () => upstream.processes().find((p) => p.pool === 'mux8')?.inFlight === 0);
+    await waitFor('the abandoned call answered by the process', () => upstream.processes().find((p) => p.pool === 'mux8')?.inFlight === 0, 30_000);
     const mine = messagesOf(await dispatchRaw(upstream, { tenant: 'mux8', headers: { 'mcp-session-id': sid }, body: tool('echo', { text: 'mine' }) }));
     assert.equal(mine.length, 1);
     assert.equal(textOf(mine[0].result), 'mine', 'the id is free again, and its answer is its own');

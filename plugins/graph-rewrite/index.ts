@@ -109,20 +109,19 @@ export default definePlugin({
     }
 
     function rewriteRequest(req: JSONRPCRequest, names: TenantNames): MessageVerdict | void {
-      if (req.method !== 'tools/call') {
-        const inputResponses = prefixAnswers((req.params as { inputResponses?: unknown } | undefined)?.inputResponses, names);
-        return inputResponses ? { kind: 'replace', message: { ...req, params: { ...req.params, inputResponses } } } : undefined;
-      }
-      const params = (req.params ?? {}) as { name?: unknown; arguments?: unknown };
+      const params = (req.params ?? {}) as { name?: unknown; arguments?: unknown; inputResponses?: unknown };
+      const inputResponses = prefixAnswers(params.inputResponses, names);
+      const withAnswers: MessageVerdict | undefined = inputResponses
+        ? { kind: 'replace', message: { ...req, params: { ...req.params, inputResponses } } }
+        : undefined;
+      if (req.method !== 'tools/call') return withAnswers;
       const tool = params.name;
       if (typeof tool !== 'string') return; // not a call the upstream can run; it answers the error itself
       const args = isObject(params.arguments) ? params.arguments : undefined;
       const rule = rules.get(tool);
       if (!rule) {
-        const inputResponses = prefixAnswers((params as { inputResponses?: unknown }).inputResponses, names);
-        if (inputResponses) return { kind: 'replace', message: { ...req, params: { ...req.params, inputResponses } } };
-        if (listingTools.has(tool) || config.unlistedToolWithArgument === 'pass') return;
-        if (args && [...graphArguments].some((a) => a in args)) {
+        // Checked before answers are prefixed: a retry's inputResponses must not carry a raw graph argument past it.
+        if (!listingTools.has(tool) && config.unlistedToolWithArgument !== 'pass' && args && [...graphArguments].some((a) => a in args)) {
           return {
             kind: 'reject',
             rpcCode: RPC_INVALID_PARAMS,
@@ -130,7 +129,7 @@ export default definePlugin({
             message: `Tool "${tool}" takes a graph argument but the gateway has no rewrite rule for it.`,
           };
         }
-        return;
+        return withAnswers;
       }
       const name = args?.[rule.argument];
       if (typeof name !== 'string' || name.trim() === '') {
@@ -144,7 +143,6 @@ export default definePlugin({
       }
       const upstreamName = names.toUpstream(name);
       // 2026 mirror headers (`Mcp-Param-*`) are the core's: it recomputes them from the new body.
-      const inputResponses = prefixAnswers((req.params as { inputResponses?: unknown }).inputResponses, names);
       return {
         kind: 'replace',
         message: { ...req, params: { ...req.params, arguments: { ...args, [rule.argument]: upstreamName }, ...(inputResponses ? { inputResponses } : {}) } },

@@ -68,6 +68,11 @@ test('requests: a tool without a rule that carries a graph argument is refused u
   const x = await started(strict, 'acme');
   const v = await strict.onRequestMessage!(call('new_graph_tool', { graphName: 'globex_secrets' }), x, json) as MessageVerdict;
   assert.equal(v.kind === 'reject' && v.code, 'GW_ERR_GRAPH_TOOL_UNKNOWN');
+  // A retry carrying an elicitation answer with a graph name is refused all the same.
+  const retry = call('new_graph_tool', { graphName: 'globex_secrets' });
+  (retry as unknown as { params: Record<string, unknown> }).params.inputResponses = { pick: { action: 'accept', content: { graphName: 'g' } } };
+  const w = await strict.onRequestMessage!(retry, x, json) as MessageVerdict;
+  assert.equal(w.kind === 'reject' && w.code, 'GW_ERR_GRAPH_TOOL_UNKNOWN');
   assert.equal(await strict.onRequestMessage!(call('echo', { message: 'hi' }), x, json), undefined);
   const lax = await build(graphRewrite, { unlistedToolWithArgument: 'pass' });
   const y = await started(lax, 'acme');

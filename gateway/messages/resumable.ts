@@ -12,8 +12,10 @@
  * session is part of every key.
  *
  * Bounded: at most `perSession` entries per session (the oldest give way: their answer then fails
- * closed, as it did before parking existed) and `max` in all, each living `ttlMs` unless a GET of its
- * session refreshes it (a client still polling). Released when answered or when the session ends.
+ * closed, as it did before parking existed), `max` in all and `maxBytes` of requests (their JSON length;
+ * a request may be as large as a route's maxRequestBytes, and parked ones outlive their connection),
+ * each living `ttlMs` unless a GET of its session refreshes it (a client still polling). Released when
+ * answered or when the session ends.
  */
 import { LRUCache } from 'lru-cache';
 import type { JSONRPCRequest } from '@modelcontextprotocol/server';
@@ -24,10 +26,13 @@ interface Parked {
   request: JSONRPCRequest;
   owner: Buffer;
   route: string;
+  /** The request's JSON length, counted against `maxBytes`. */
+  size: number;
 }
 
 export interface ResumableLimits {
   max?: number;
+  maxBytes?: number;
   perSession?: number;
   ttlMs?: number;
 }
@@ -49,6 +54,8 @@ export class ResumableRequests {
     this.#perSession = limits.perSession ?? 64;
     this.#entries = new LRUCache<string, Parked>({
       max: limits.max ?? 20_000,
+      maxSize: limits.maxBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: (p) => p.size,
       ttl: limits.ttlMs ?? 30 * 60_000,
       // A replaced value keeps its key in the session's set; anything else (evicted, expired, taken) leaves it.
       dispose: (p, k, reason) => {
@@ -64,6 +71,9 @@ export class ResumableRequests {
 
   /** Keeps a request the client still waits for, under its id key, until an answer finds it. */
   park(scope: SessionScope, key: string, request: JSONRPCRequest): void {
+    const size = Math.max(1, JSON.stringify(request).length);
+    // Larger than the whole store: not kept, its answer fails closed.
+    if (size > this.#entries.maxSize) return;
     const keys = this.#bySession.get(scope.session);
     if (keys) {
       for (const old of keys) {
@@ -73,7 +83,7 @@ export class ResumableRequests {
       }
     }
     const k = entryKey(scope.session, key);
-    this.#entries.set(k, { session: scope.session, request, owner: scope.owner, route: scope.route });
+    this.#entries.set(k, { session: scope.session, request, owner: scope.owner, route: scope.route, size });
     let set = this.#bySession.get(scope.session);
     if (!set) this.#bySession.set(scope.session, (set = new Set()));
     set.add(k);

@@ -231,4 +231,18 @@ describe('ResumableRequests: scoping and bounds', () => {
     assert.equal(store.has('S1', 'n:5'), false);
     assert.ok(store.size <= 4);
   });
+
+  test('bounded in bytes: large requests give way, one larger than the store is not kept', () => {
+    const big = (id: number) => ({ ...request(id), params: { name: 'q', arguments: { blob: 'x'.repeat(1000) } } });
+    const store = new ResumableRequests({ maxBytes: 2500 });
+    for (let i = 1; i <= 3; i++) store.park({ ...acme, session: `B${i}` }, 'n:1', big(i));
+    assert.equal(store.size, 2, 'the oldest gave way to stay under maxBytes');
+    assert.equal(store.has('B1', 'n:1'), false);
+    assert.equal(store.has('B3', 'n:1'), true);
+    store.park(acme, 'n:9', { ...request(9), params: { name: 'q', arguments: { blob: 'x'.repeat(3000) } } });
+    assert.equal(store.has('S1', 'n:9'), false, 'too large to park');
+    assert.equal(store.size, 2);
+    store.drop('B3');
+    assert.equal(store.size, 1);
+  });
 });

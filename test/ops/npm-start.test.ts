@@ -77,9 +77,11 @@ describe('stopWhenNpmParentExits', () => {
   it('fires once the parent changes, only for npm scripts', async () => {
     let parent = 1234;
     let fired = 0;
-    const stop = stopWhenNpmParentExits(() => fired++, { env: { npm_lifecycle_event: 'start' }, intervalMs: 5, parentPid: () => parent });
+    let looked = 0;
+    const stop = stopWhenNpmParentExits(() => fired++, { env: { npm_lifecycle_event: 'start' }, intervalMs: 5, parentPid: () => (looked++, parent) });
     cleanup.push(stop);
-    await sleep(50);
+    // Anchored on the watch having looked several times, not on how much it could do in a fixed time.
+    await waitFor(() => looked >= 5, 'the watch looks at the parent a few times');
     assert.equal(fired, 0, 'the same parent: nothing happens');
     parent = 1;
     await waitFor(() => fired > 0, 'the watch fires');

@@ -53,7 +53,7 @@ export function declarationsOf(inputSchema: unknown): HeaderDeclaration[] | unde
 /** The header value for a body value, per the spec's value encoding (base64 sentinel when unsafe). */
 export function encodeHeaderValue(value: string | number | boolean): string {
   const text = String(value);
-  const safe = /^[\x20-\x7e\t]*$/.test(text) && text.trim() === text && !SENTINEL.test(text) && !(text.startsWith('=?base64?') && text.endsWith('?='));
+  const safe = /^[\x20-\x7e\t]*$/.test(text) && text.trim() === text && !(text.startsWith('=?base64?') && text.endsWith('?='));
   return safe ? text : `=?base64?${Buffer.from(text, 'utf8').toString('base64')}?=`;
 }
 

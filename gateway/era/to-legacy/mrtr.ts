@@ -57,10 +57,6 @@ export class ParkedFlights {
     this.#state = state;
   }
 
-  get size(): number {
-    return this.#all.size;
-  }
-
   /** How a parked flight is abandoned (set once the flight environment exists). */
   onCancel(fn: (flight: Flight, reason: string) => void): void {
     this.#cancel = fn;

@@ -210,10 +210,6 @@ export class SessionPool {
     }
   }
 
-  get size(): number {
-    return this.#sessions.size;
-  }
-
   /** The session for this caller and capability set, made if there is none. */
   async acquire(call: UpstreamCall, client: ClientContext): Promise<LegacySession> {
     const key = keyOf(call, client);

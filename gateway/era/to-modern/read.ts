@@ -7,10 +7,6 @@ import type { UpstreamResponse } from '../../runtime.ts';
 import { eventData, readBody } from '../upstream-read.ts';
 import { isObject } from './session.ts';
 
-export function isJson(res: UpstreamResponse): boolean {
-  return /^\s*application\/(?:[\w.+-]+\+)?json/i.test(String(res.headers['content-type'] ?? ''));
-}
-
 /** The whole body as text; throws UpstreamTooLargeError past `max` bytes. */
 export async function readText(res: UpstreamResponse, max: number): Promise<string> {
   return (await readBody(res, max)).toString('utf8');

@@ -24,8 +24,6 @@ export interface CheckResult {
   reason?: string;
   /** Extra information on success (e.g. the status an HTTP upstream answered). */
   detail?: string;
-  /** What kind of failure, for callers that word it themselves (the start-up warning). */
-  kind?: 'unreachable' | 'timeout' | 'auth';
 }
 
 export interface ReadinessCheck {
@@ -81,7 +79,7 @@ export function httpProbe(url: string, timeoutMs: number, opts: HttpProbeOptions
         resolve(r);
       };
       const req = send(target, { method: 'OPTIONS', agent: false, headers: { ...configured, accept: 'application/json, text/event-stream' } });
-      const timer = setTimeout(() => finish({ ok: false, kind: 'timeout', reason: `${shown} did not answer within ${timeoutMs}ms` }), timeoutMs);
+      const timer = setTimeout(() => finish({ ok: false, reason: `${shown} did not answer within ${timeoutMs}ms` }), timeoutMs);
       req.on('response', (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
@@ -89,13 +87,13 @@ export function httpProbe(url: string, timeoutMs: number, opts: HttpProbeOptions
           ? undefined
           : gatewayAuthFailure(status, res.headers['www-authenticate'] !== undefined, { sendsCredential, signsIdentity: false });
         if (failure) {
-          return finish({ ok: false, kind: 'auth', reason: `${describeAuthFailure(name, failure, status)} at ${shown}; ${authRemedy(name, failure)}` });
+          return finish({ ok: false, reason: `${describeAuthFailure(name, failure, status)} at ${shown}; ${authRemedy(name, failure)}` });
         }
         finish({ ok: true, detail: `${shown} answered HTTP ${status}` });
       });
       req.on('error', (err) => {
         const cause = describeNetError(err);
-        finish({ ok: false, kind: 'unreachable', reason: `${shown} unreachable: ${cause.code ?? cause.message}` });
+        finish({ ok: false, reason: `${shown} unreachable: ${cause.code ?? cause.message}` });
       });
       req.end();
     });

@@ -50,7 +50,10 @@ export function originFor(configuredUrl: string, host: string | undefined): stri
   return `${pub.protocol}//${m[1].toLowerCase()}${pub.port ? `:${pub.port}` : ''}`;
 }
 
-/** Every loopback spelling of a loopback origin (itself first); just the origin otherwise. */
+/**
+ * Every loopback spelling of a loopback origin (itself first, as given but without trailing slashes);
+ * just that otherwise.
+ */
 export function loopbackSpellings(origin: string): string[] {
   const url = new URL(origin);
   const base = origin.replace(/\/+$/, '');

@@ -17,7 +17,7 @@
  * port mapping (`-p 8080:3001`) the client's port differs: set `publicUrl` there.
  */
 import type { RouteInfo } from '../../gateway/contract.ts';
-import { isLoopbackUrl, LOOPBACK_NAMES, publicOriginFor } from '../../gateway/public-origin.ts';
+import { loopbackSpellings, publicOriginFor } from '../../gateway/public-origin.ts';
 
 export { publicOriginFor };
 
@@ -36,14 +36,12 @@ export interface RouteResource {
 
 export function routeResource(route: RouteInfo, configured?: string): RouteResource {
   if (configured !== undefined) return { canonical: configured, forHost: () => configured, all: [configured] };
-  const canonical = route.listener.publicUrl.replace(/\/+$/, '') + routeSuffix(route);
-  const pub = new URL(route.listener.publicUrl);
-  const all = isLoopbackUrl(pub)
-    ? [canonical, ...LOOPBACK_NAMES.map((n) => `${pub.protocol}//${n}${pub.port ? `:${pub.port}` : ''}${routeSuffix(route)}`).filter((u) => u !== canonical)]
-    : [canonical];
+  const suffix = routeSuffix(route);
+  // The public URL first (the canonical identifier), then its other loopback spellings, if loopback.
+  const all = loopbackSpellings(route.listener.publicUrl).map((origin) => origin + suffix);
   return {
-    canonical,
-    forHost: (host) => publicOriginFor(route.listener, host) + routeSuffix(route),
+    canonical: all[0],
+    forHost: (host) => publicOriginFor(route.listener, host) + suffix,
     all,
   };
 }

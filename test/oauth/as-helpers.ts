@@ -7,10 +7,40 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { hashPassword } from '../../gateway/oauth/accounts/password-hash.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 export const PASSWORD = 'correct horse battery staple';
+/** The redirect URI of the test clients: nothing listens there, the tests read the Location instead. */
+export const REDIRECT = 'http://127.0.0.1:9/callback';
+
+/**
+ * The MCP SDK's OAuth client side as a test plays it: a public client that registers dynamically,
+ * keeps what the SDK saves, and records where it was sent to sign in (`authUrl`) instead of going.
+ */
+export class SdkClientProvider implements OAuthClientProvider {
+  client?: OAuthClientInformationMixed;
+  saved?: OAuthTokens;
+  verifier = '';
+  authUrl?: URL;
+  readonly clientName: string;
+  readonly stateValue: string;
+  constructor(clientName: string, stateValue: string) { this.clientName = clientName; this.stateValue = stateValue; }
+  get redirectUrl() { return REDIRECT; }
+  get clientMetadata(): OAuthClientMetadata {
+    return { redirect_uris: [REDIRECT], client_name: this.clientName, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+  }
+  state() { return this.stateValue; }
+  clientInformation() { return this.client; }
+  saveClientInformation(c: OAuthClientInformationMixed) { this.client = c; }
+  tokens() { return this.saved; }
+  saveTokens(t: OAuthTokens) { this.saved = t; }
+  redirectToAuthorization(url: URL) { this.authUrl = url; }
+  saveCodeVerifier(v: string) { this.verifier = v; }
+  codeVerifier() { return this.verifier; }
+}
 
 /** Users: alice (tenant acme), bob (tenant globex); both may have mcp:tools. */
 export async function startAuthGateway(extraAuthorization = ''): Promise<TestGateway> {

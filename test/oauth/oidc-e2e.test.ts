@@ -13,14 +13,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { decodeJwt } from 'jose';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { Browser, hidden } from './as-helpers.ts';
+import { Browser, hidden, REDIRECT, SdkClientProvider } from './as-helpers.ts';
 import { browse, startProvider, type TestProvider } from './oidc-provider-fixture.ts';
 
-const REDIRECT = 'http://127.0.0.1:9/callback';
 const SECRET = 'gateway-client-secret-for-tests';
 
 const DIRECTORY = {
@@ -28,26 +26,8 @@ const DIRECTORY = {
   drifter: { email: 'drifter@nowhere.example', email_verified: true, name: 'No Org' },
 };
 
-class SdkClient implements OAuthClientProvider {
-  client?: OAuthClientInformationMixed;
-  saved?: OAuthTokens;
-  verifier = '';
-  authUrl?: URL;
-  readonly stateValue: string;
-  constructor(stateValue: string) { this.stateValue = stateValue; }
-  get redirectUrl() { return REDIRECT; }
-  get clientMetadata(): OAuthClientMetadata {
-    return { redirect_uris: [REDIRECT], client_name: 'OIDC e2e client', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  state() { return this.stateValue; }
-  clientInformation() { return this.client; }
-  saveClientInformation(c: OAuthClientInformationMixed) { this.client = c; }
-  tokens() { return this.saved; }
-  saveTokens(t: OAuthTokens) { this.saved = t; }
-  redirectToAuthorization(url: URL) { this.authUrl = url; }
-  saveCodeVerifier(v: string) { this.verifier = v; }
-  codeVerifier() { return this.verifier; }
-}
+/** A client as the MCP SDK drives it; its state comes back on the redirect. */
+const sdkClient = (state: string) => new SdkClientProvider('OIDC e2e client', state);
 
 let idp: TestProvider;
 let tg: TestGateway;
@@ -102,7 +82,7 @@ after(async () => {
 });
 
 /** The SDK client's first connect: refused, registered, and sent to the authorization endpoint. */
-async function startSignIn(client: SdkClient): Promise<StreamableHTTPClientTransport> {
+async function startSignIn(client: SdkClientProvider): Promise<StreamableHTTPClientTransport> {
   const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: client });
   await assert.rejects(new Client({ name: 'oidc-e2e', version: '1.0.0' }).connect(transport), UnauthorizedError);
   assert.ok(client.client?.client_id, 'registered dynamically');
@@ -132,7 +112,7 @@ async function viaProvider(browser: Browser, authUrl: URL, login: string): Promi
 
 describe('signing in through the OIDC provider', () => {
   it('reaches the upstream as the tenant named by the provider\'s claim', async () => {
-    const client = new SdkClient('state-oidc');
+    const client = sdkClient('state-oidc');
     const transport = await startSignIn(client);
     const browser = new Browser();
     const consentRes = await viaProvider(browser, client.authUrl!, 'carol');
@@ -161,7 +141,7 @@ describe('signing in through the OIDC provider', () => {
   });
 
   it('sends a person without the tenant claim back to the client with access_denied and its state', async () => {
-    const client = new SdkClient('state-drifter');
+    const client = sdkClient('state-drifter');
     await startSignIn(client);
     const browser = new Browser();
     const res = await viaProvider(browser, client.authUrl!, 'drifter');

@@ -14,33 +14,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
   auth, discoverAuthorizationServerMetadata, exchangeAuthorization, startAuthorization, UnauthorizedError,
-  type OAuthClientProvider,
 } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { decodeJwt } from 'jose';
 import type { TestGateway } from '../helpers/gateway.ts';
-import { signIn, startAuthGateway } from './as-helpers.ts';
+import { REDIRECT, SdkClientProvider, signIn, startAuthGateway } from './as-helpers.ts';
 
-const REDIRECT = 'http://127.0.0.1:9/callback';
-
-class TestProvider implements OAuthClientProvider {
-  client?: OAuthClientInformationMixed;
-  saved?: OAuthTokens;
-  verifier = '';
-  authUrl?: URL;
-  get redirectUrl() { return REDIRECT; }
-  get clientMetadata(): OAuthClientMetadata {
-    return { redirect_uris: [REDIRECT], client_name: 'SDK test client', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  state() { return 'state-123'; }
-  clientInformation() { return this.client; }
-  saveClientInformation(c: OAuthClientInformationMixed) { this.client = c; }
-  tokens() { return this.saved; }
-  saveTokens(t: OAuthTokens) { this.saved = t; }
-  redirectToAuthorization(url: URL) { this.authUrl = url; }
-  saveCodeVerifier(v: string) { this.verifier = v; }
-  codeVerifier() { return this.verifier; }
-}
+/** A client as the MCP SDK drives it, dynamically registered. */
+const sdkClient = () => new SdkClientProvider('SDK test client', 'state-123');
 
 let tg: TestGateway;
 let mcpUrl: URL;
@@ -51,14 +31,14 @@ before(async () => {
 });
 after(async () => { await tg?.close(); });
 
-async function connect(provider: TestProvider): Promise<Client> {
+async function connect(provider: SdkClientProvider): Promise<Client> {
   const client = new Client({ name: 'oauth-test', version: '1.0.0' });
   await client.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
   return client;
 }
 
 describe('the MCP SDK client with dynamic registration', () => {
-  const provider = new TestProvider();
+  const provider = sdkClient();
 
   it('is sent to sign in, and after it reaches the upstream as the account\'s tenant', async () => {
     const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
@@ -156,7 +136,7 @@ describe('a Client ID Metadata Document client', () => {
     const claims = decodeJwt(tokens.access_token);
     assert.equal(claims.client_id, clientId);
     assert.equal(claims.tenant_id, 'globex');
-    const provider = new TestProvider();
+    const provider = sdkClient();
     provider.client = { client_id: clientId };
     provider.saved = tokens;
     const client = await connect(provider);

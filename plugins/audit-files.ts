@@ -106,7 +106,21 @@ function reopen(e: Entry, log: Logger): void {
   // Every route's plugin asks on the same reload: one reopen is enough.
   if (!e.file || e.reopening || e.closed) return;
   e.reopening = true;
-  e.stream.once('ready', () => { e.reopening = false; });
+  const stream = e.stream;
+  const readyBefore = new Set(stream.rawListeners('ready'));
+  // A failed open emits 'error', not 'ready': the flag must clear then too, or no later rotation would
+  // ever reopen the file. sonic-boom also leaves behind the listener that closes the old descriptor
+  // once a new one opens: kept, the next reopen would close that descriptor twice.
+  const settle = (failed: boolean) => {
+    e.reopening = false;
+    stream.off('ready', onReady);
+    stream.off('error', onError);
+    if (failed) for (const l of stream.rawListeners('ready')) if (!readyBefore.has(l)) stream.off('ready', l as () => void);
+  };
+  const onReady = () => settle(false);
+  const onError = () => settle(true);
+  stream.once('ready', onReady);
+  stream.once('error', onError);
   try {
     // What waits belongs to the old file.
     e.stream.flushSync();
@@ -116,7 +130,7 @@ function reopen(e: Entry, log: Logger): void {
   try {
     e.stream.reopen();
   } catch (err) {
-    e.reopening = false;
+    settle(true);
     log.error({ err, file: e.file }, 'the audit file could not be reopened');
   }
 }

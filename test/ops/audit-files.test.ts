@@ -7,10 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { mkdtemp, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { acquireWriter, openWriters } from '../../plugins/audit-files.ts';
 import { connectClient } from '../helpers/mcp-client.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { freePort, startEverything, type RunningUpstream } from '../helpers/upstreams.ts';
@@ -153,5 +155,36 @@ routes: [{ listener: main, path: /mcp, upstream: memory }]
     } finally {
       await data.close();
     }
+  });
+
+  test('a reopen that fails is logged, and the next one opens the file again', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mcpgw-reopen-'));
+    const file = path.join(dir, 'logs/audit.log');
+    const errors: string[] = [];
+    const log = pino({ level: 'error' }, { write: (line: string) => void errors.push(line) });
+    const open = openWriters();
+    const w = acquireWriter('logs/audit.log', dir, log);
+    const again = acquireWriter('logs/audit.log', dir, log);
+    assert.equal(again.stream, w.stream, 'one writer per destination');
+    assert.equal(openWriters(), open + 1);
+    const written = (line: string) => async () => {
+      w.flush();
+      return (await text(file)).includes(line);
+    };
+    w.stream.write('before\n');
+    await eventually(written('before'), 'the first line is written');
+    await rm(path.dirname(file), { recursive: true });
+    w.reopen();
+    await eventually(() => errors.some((l) => l.includes('ENOENT')), 'the failed reopen is logged');
+    await mkdir(path.dirname(file));
+    w.reopen();
+    w.stream.write('after\n');
+    await eventually(written('after'), 'a later reopen opens the file again');
+    assert.ok(!errors.some((l) => l.includes('EBADF')), 'the old descriptor is closed once, not twice');
+    await again.release();
+    assert.equal(openWriters(), open + 1, 'a holder is left: still open');
+    await w.release();
+    assert.equal(openWriters(), open, 'the last release closes it');
+    assert.equal(descriptorsOn(file), 0);
   });
 });

@@ -128,7 +128,7 @@ function signInOf(config: GatewayConfig, listenerUrls: Readonly<Record<string, s
 }
 
 /** Origin and path only: userinfo and query may hold credentials. */
-function safeUrl(raw: string): string {
+export function safeUrl(raw: string): string {
   try {
     const u = new URL(raw);
     return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;

@@ -6,19 +6,10 @@
  * attempt, a short connect timeout, no offline queue, and an error naming the server and what to do.
  */
 import { Redis } from 'ioredis';
+import { safeUrl } from '../banner.ts';
 import { describeNetError } from '../net-error.ts';
 
 const CONNECT_TIMEOUT_MS = 3_000;
-
-/** The URL without its userinfo (a password often sits there) and query. */
-export function shownRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
-  } catch {
-    return '(an invalid redis.url)';
-  }
-}
 
 /**
  * Connects once. Rejects with an error naming the URL (without password), the cause and `remedy`
@@ -46,7 +37,7 @@ export async function connectRedisOnce(url: string, remedy: string): Promise<Red
   } catch (err) {
     redis.disconnect();
     const why = describeNetError(cause ?? err);
-    throw new Error(`cannot reach Redis at ${shownRedisUrl(url)} (${why.code ?? why.message}). ${remedy}`);
+    throw new Error(`cannot reach Redis at ${safeUrl(url)} (${why.code ?? why.message}). ${remedy}`);
   } finally {
     clearTimeout(timer);
   }

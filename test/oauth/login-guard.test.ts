@@ -11,25 +11,13 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { addressKey, createLoginGuard, LoginLimitsSchema } from '../../gateway/oauth/accounts/login-guard.ts';
 import type { LoginGuard } from '../../gateway/oauth/contracts.ts';
+import { redisAvailable } from '../tenant/fixtures.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 
-async function redisAnswers(): Promise<boolean> {
-  const probe = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return (await probe.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
-
-const redisUp = await redisAnswers();
-if (!redisUp && process.env.REQUIRE_REDIS === '1') throw new Error(`REQUIRE_REDIS=1 but no Redis answers at ${REDIS_URL}`);
-const redisSkip = redisUp ? false : `no Redis answers at ${REDIS_URL} (set REQUIRE_REDIS=1 to make this a failure)`;
+const probed = await redisAvailable();
+const redisUp = probed.ok;
+const redisSkip = probed.ok ? false : `${probed.reason} (set REQUIRE_REDIS=1 to make this a failure)`;
 
 const limits = LoginLimitsSchema.parse({ perAccount: { attempts: 3, window: '15m' }, perAddress: { attempts: 5, window: '15m' } });
 

@@ -106,7 +106,7 @@ routes:
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: ACCEPT, 'mcp-session-id': session },
         body: JSON.stringify(call(5, 'query_graph', { graphName: 'social', query: 'HOLD' })),
       }).catch(() => undefined);
-      await up.waitFor(() => up.requests.some((q) => (q.json as Rpc)?.id === 5), 5000, 'the first request');
+      await up.waitFor(() => up.requests.some((q) => (q.json as Rpc)?.id === 5), 20_000, 'the first request');
       const second = await post(call(5, 'list_graphs'), { 'mcp-session-id': session });
       assert.equal(second.status, 400);
       assert.equal((second.json as Rpc).error!.data?.code, 'GW_ERR_DUPLICATE_ID');
@@ -117,7 +117,7 @@ routes:
       await first;
       // The gateway frees the exchange's ids before it aborts the upstream call, so once the upstream
       // has seen the abort the id is free.
-      await up.waitFor(() => up.requests.find((q) => (q.json as Rpc)?.id === 5)!.aborted, 5000, 'the abort');
+      await up.waitFor(() => up.requests.find((q) => (q.json as Rpc)?.id === 5)!.aborted, 20_000, 'the abort');
       const again = await post(call(5, 'list_graphs'), { 'mcp-session-id': session });
       assert.equal(again.status, 200);
     } finally {

@@ -50,10 +50,13 @@ export function resumedCorrelator(run: ExchangeRun): Correlator | undefined {
   return resumable.correlator(scope);
 }
 
-/** A client ended its session (DELETE answered 2xx): nothing parked in it will be answered. */
+/**
+ * A client ended its session (DELETE answered 2xx): the registry forgets it (the admin API no longer
+ * lists it), and with it what it parked, which will never be answered.
+ */
 export function sessionDeleted(run: ExchangeRun): void {
   const session = run.x.sessionId;
   if (run.req.method === 'DELETE' && session !== undefined && run.outcome.status >= 200 && run.outcome.status < 300) {
-    run.env.sessions.resumable.drop(session);
+    run.env.sessions.forget(session);
   }
 }

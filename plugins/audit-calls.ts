@@ -10,7 +10,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { Key, type Exchange, type JSONRPCMessage, type Outcome } from '../gateway/contract.ts';
-import { idKey, idOf, isRequest } from '../gateway/jsonrpc.ts';
+import { idKey, idOf, isRequest, isResponse } from '../gateway/jsonrpc.ts';
 
 /**
  * `ok`; `tool_error`: a tools/call result with `isError: true` (the tool ran and failed); `error`: a
@@ -31,6 +31,11 @@ interface Target {
   tool?: string;
   resource?: string;
   prompt?: string;
+}
+
+export interface Answer {
+  outcome: CallOutcome;
+  rpcError?: RpcError;
 }
 
 interface RpcError {
@@ -60,8 +65,9 @@ export function targetOf(m: unknown): Target {
   }
 }
 
-/** How an answer ended, read from the message the client receives. */
-export function answerOutcome(m: JSONRPCMessage): { outcome: CallOutcome; rpcError?: RpcError } {
+/** How an answer ended; undefined for a request or a notification. */
+export function answerOutcome(m: JSONRPCMessage): Answer | undefined {
+  if (!isResponse(m)) return undefined;
   const e = m as { result?: { isError?: unknown }; error?: { code?: unknown; data?: { code?: unknown } } };
   if (e.error !== undefined) {
     const code = typeof e.error?.code === 'number' ? e.error.code : undefined;
@@ -79,10 +85,16 @@ export function noteRequest(x: Exchange, m: JSONRPCMessage): void {
   if (calls.length < MAX_CALLS) calls.push({ id: m.id, method: m.method, target: targetOf(m) });
 }
 
-/** Records the answer to one of this exchange's requests (message hook, response direction). */
-export function noteAnswer(x: Exchange, m: JSONRPCMessage): void {
-  const call = find(x.get(CALLS), idOf(m));
-  if (call) Object.assign(call, answerOutcome(m));
+/**
+ * Records the answer to one of this exchange's requests (message hook, response direction) and returns
+ * how it ended. A server's own request on the stream is no answer, even when its id (the server's id
+ * space) equals a client request's.
+ */
+export function noteAnswer(x: Exchange, m: JSONRPCMessage): Answer | undefined {
+  const answer = answerOutcome(m);
+  const call = answer && find(x.get(CALLS), idOf(m));
+  if (call) Object.assign(call, answer);
+  return answer;
 }
 
 function find(calls: Call[] | undefined, id: string | number | null): Call | undefined {

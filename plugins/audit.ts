@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { duration } from '../config/units.ts';
 import { definePlugin, PRINCIPAL, PROTOCOL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
 import { idOf } from '../gateway/jsonrpc.ts';
-import { answerOutcome, callFields, clientFields, noteAnswer, noteRequest, targetOf, trustList } from './audit-calls.ts';
+import { answerOutcome, callFields, clientFields, noteAnswer, noteRequest, targetOf, trustList, type Answer } from './audit-calls.ts';
 import { acquireWriter, type AuditWriter } from './audit-files.ts';
 
 const AuditConfig = z.strictObject({
@@ -102,10 +102,10 @@ export default definePlugin({
   create(config, deps): Plugin {
     const { logger, writer, close } = openDestination(config, deps.configDir, deps.log);
     const proxies = trustList(config.trustedProxies);
-    const messageLine = (msg: JSONRPCMessage, x: Exchange, ctx: MessageContext) => {
+    // `answer`: how an answer ended, either way (the upstream's to the client, the client's to a server
+    // request); undefined for requests and notifications.
+    const messageLine = (msg: JSONRPCMessage, x: Exchange, ctx: MessageContext, answer: Answer | undefined) => {
       const m = msg as { method?: string };
-      // Answers either way: the upstream's to the client, the client's to a server request.
-      const answer = m.method === undefined ? answerOutcome(msg) : undefined;
       logger.info({
         kind: 'message',
         exchange: x.id,
@@ -155,12 +155,9 @@ export default definePlugin({
     if (config.messages) {
       plugin.onRequestMessage = (msg, x, ctx) => {
         noteRequest(x, msg);
-        messageLine(msg, x, ctx);
+        messageLine(msg, x, ctx, answerOutcome(msg));
       };
-      plugin.onResponseMessage = (msg, x, ctx) => {
-        noteAnswer(x, msg);
-        messageLine(msg, x, ctx);
-      };
+      plugin.onResponseMessage = (msg, x, ctx) => messageLine(msg, x, ctx, noteAnswer(x, msg));
     }
     return plugin;
   },

@@ -13,6 +13,9 @@ import { startEverything, type RunningUpstream } from '../helpers/upstreams.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { connectClient } from '../helpers/mcp-client.ts';
 import { authPluginItems, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
+import type { JSONRPCMessage } from '../../gateway/contract.ts';
+import { callFields, noteAnswer, noteRequest } from '../../plugins/audit-calls.ts';
+import { call, exchange, outcome, result } from '../tenant/fixtures.ts';
 
 type Line = Record<string, unknown>;
 
@@ -159,4 +162,16 @@ routes:
     assert.equal(untrusted.forwardedFor, undefined);
     assert.ok(!(await readLines()).text.includes('203.0.113.66'));
   });
+});
+
+test('a server request on the stream with a client call\'s id does not answer that call', () => {
+  const x = exchange();
+  const request = call('echo');
+  noteRequest(x, request);
+  const id = (request as { id: number }).id;
+  const serverRequest = { jsonrpc: '2.0', id, method: 'sampling/createMessage', params: {} } as JSONRPCMessage;
+  assert.equal(noteAnswer(x, serverRequest), undefined, 'a request is no answer');
+  assert.equal(callFields(x, outcome()).outcome, 'unanswered');
+  assert.deepEqual(noteAnswer(x, result(request, { content: [], isError: true })), { outcome: 'tool_error' });
+  assert.equal(callFields(x, outcome()).outcome, 'tool_error');
 });

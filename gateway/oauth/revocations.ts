@@ -20,6 +20,8 @@ const MAX_IN_MEMORY = 100_000;
 export class RevokedTokens {
   /** jti → epoch ms after which the token is expired anyway. */
   readonly #ids = new Map<string, number>();
+  /** Size at which `add` next sweeps out expired entries; doubles past live ones, so a sweep is amortised. */
+  #sweepAt = MAX_IN_MEMORY;
 
   has(jti: string): boolean {
     const until = this.#ids.get(jti);
@@ -32,9 +34,12 @@ export class RevokedTokens {
   }
 
   add(jti: string, untilMs: number): void {
-    if (this.#ids.size >= MAX_IN_MEMORY) {
+    // Live entries are never dropped (that would un-revoke a token): past the bound, sweep the expired
+    // ones, and when most are live, wait until the map has doubled before sweeping again.
+    if (this.#ids.size >= this.#sweepAt) {
       const now = Date.now();
       for (const [id, until] of this.#ids) if (until < now) this.#ids.delete(id);
+      this.#sweepAt = Math.max(MAX_IN_MEMORY, this.#ids.size * 2);
     }
     this.#ids.set(jti, untilMs);
   }

@@ -46,7 +46,7 @@ interface RpcError {
 
 /** One exchange's requests in the order the client sent them (a batch has several). */
 const CALLS = new Key<Call[]>('audit.calls');
-/** More in one batch are counted, not listed: a line stays a line. */
+/** More in one batch are left off the exchange line (a line stays a line); their message lines still name them. */
 const MAX_CALLS = 50;
 
 /** Client-chosen text is bounded. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
-import { connectV1, connectV2 } from '../helpers/v2-client.ts';
+import { connectV1, connectV2, textOf } from '../helpers/v2-client.ts';
 import { startV2Server, type V2Server } from '../helpers/v2-server.ts';
 import { AUTH_PLUGINS } from '../tenant/e2e-support.ts';
 
@@ -17,10 +17,6 @@ const V = '2026-07-28';
 const meta = { 'io.modelcontextprotocol/protocolVersion': V, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } }, 'io.modelcontextprotocol/clientInfo': { name: 'raw-test', version: '1' } };
 
 type Rpc = { id?: unknown; result?: Record<string, any>; error?: { code: number; message: string; data?: { code?: string } } };
-
-function textOf(r: unknown): string {
-  return ((r as { content?: Array<{ text?: string }> }).content ?? []).map((c) => c.text).join('');
-}
 
 describe('2026 client, full pipeline, SDK v2 server', () => {
   let up: V2Server;

@@ -7,12 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
-import { connectV1, connectV2 } from '../helpers/v2-client.ts';
+import { connectV1, connectV2, textOf } from '../helpers/v2-client.ts';
 import { AUTH_PLUGINS } from '../tenant/e2e-support.ts';
-
-function textOf(r: unknown): string {
-  return ((r as { content?: Array<{ text?: string }> }).content ?? []).map((c) => c.text).join('');
-}
 
 describe('2026 client → stdio server-memory (2025 era)', () => {
   let gw: TestGateway;

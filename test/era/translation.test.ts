@@ -11,13 +11,9 @@ import { after, before, describe, test } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 import { startEverything, startFalkorMcp, stopChild, type RunningUpstream } from '../helpers/upstreams.ts';
-import { connectV1, connectV2 } from '../helpers/v2-client.ts';
+import { connectV1, connectV2, textOf } from '../helpers/v2-client.ts';
 import { startV2Server, type V2Server } from '../helpers/v2-server.ts';
 import { AUTH_PLUGINS } from '../tenant/e2e-support.ts';
-
-function textOf(r: unknown): string {
-  return ((r as { content?: Array<{ text?: string }> }).content ?? []).map((c) => c.text).join('');
-}
 
 const PIPELINE = `${AUTH_PLUGINS}
       - { type: rate-limit, key: tenant, limits: [{ name: all, points: 1000, duration: 1m }] }

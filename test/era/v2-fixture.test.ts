@@ -6,7 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startV2Server, type V2Server } from '../helpers/v2-server.ts';
-import { connectV1, connectV2, type ElicitParams, type V2Connection } from '../helpers/v2-client.ts';
+import { connectV1, connectV2, textOf, type ElicitParams, type V2Connection } from '../helpers/v2-client.ts';
 
 const ENVELOPE = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
@@ -30,11 +30,6 @@ async function rawModern(url: string, method: string, params: Record<string, unk
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: ENVELOPE } }),
   });
   return { status: res.status, contentType: res.headers.get('content-type'), json: (await res.json()) as any };
-}
-
-function textOf(result: { content?: unknown }): string {
-  const content = result.content as Array<{ type: string; text?: string }>;
-  return content.map(c => c.text ?? '').join('');
 }
 
 /** The recorded JSON-RPC requests (POST bodies with a method), with the headers they came with. */

@@ -9,6 +9,11 @@ import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema as V1ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
+/** The text of a tools/call result (an SDK result of either era, or a raw message's `result`). */
+export function textOf(result: unknown): string {
+  return ((result as { content?: Array<{ text?: string }> }).content ?? []).map((c) => c.text ?? '').join('');
+}
+
 /** What an elicitation handler is shown: the `elicitation/create` params, era-neutral. */
 export interface ElicitParams {
   message: string;

@@ -18,7 +18,7 @@ export function openCors(req: IncomingMessage): Record<string, string> {
   return req.headers.origin ? { 'access-control-allow-origin': '*', 'access-control-expose-headers': 'www-authenticate' } : {};
 }
 
-export function preflight(req: IncomingMessage, res: ServerResponse): void {
+export function preflight(res: ServerResponse): void {
   res.writeHead(204, {
     'access-control-allow-origin': '*',
     'access-control-allow-methods': 'GET, POST, OPTIONS',
@@ -26,7 +26,6 @@ export function preflight(req: IncomingMessage, res: ServerResponse): void {
     'access-control-max-age': '600',
   });
   res.end();
-  void req;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -153,7 +153,7 @@ export async function createAuthorizationServer(
         await limits.check(endpoint, req);
         return true;
       };
-      if (method === 'OPTIONS') return preflight(req, res);
+      if (method === 'OPTIONS') return preflight(res);
       if (metadataPaths.has(p)) {
         if (!allow('GET, HEAD')) return;
         const doc = authorizationServerMetadata(issuer.forHost(req.headers.host), {

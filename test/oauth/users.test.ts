@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { hashPassword, verifyPassword } from '../../gateway/oauth/accounts/password-hash.ts';
 import { loadPasswordAccounts } from '../../gateway/oauth/accounts/users-file.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CLI = fileURLToPath(new URL('../../gateway/cli/users.ts', import.meta.url));
 
@@ -31,14 +32,6 @@ function cli(args: string[], stdin?: string, cwd = dir): Promise<{ code: number;
     });
     child.stdin!.end(stdin ?? '');
   });
-}
-
-async function until(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for: ${what}`);
 }
 
 const usersYaml = (hash: string, extra = '') => `users:\n  alice:\n    password: "${hash}"\n    tenant: acme\n    scopes: [mcp:tools]\n    name: Alice Example\n${extra}`;
@@ -110,7 +103,7 @@ describe('users file', () => {
       assert.ok(lines.some((l) => l.level === 40 && /npm run users -- add/.test(String(l.msg))), JSON.stringify(lines));
       assert.equal(await accounts.verify('alice', 'correct horse battery'), undefined);
       await writeFile(file, usersYaml(aliceHash), { mode: 0o600 });
-      await until('the new file is read', async () => (await accounts.verify('alice', 'correct horse battery'))?.tenant === 'acme');
+      await waitFor(async () => (await accounts.verify('alice', 'correct horse battery'))?.tenant === 'acme', 'the new file is read');
     } finally {
       await accounts.close();
     }
@@ -138,11 +131,11 @@ describe('users file', () => {
       // Saved the way editors save: a new file renamed over the old one.
       await writeFile(path.join(sub, 'next.tmp'), usersYaml(aliceHash, `  carol:\n    password: "${carolHash}"\n    tenant: beta\n`), { mode: 0o600 });
       await rename(path.join(sub, 'next.tmp'), file);
-      await until('carol can sign in', async () => (await accounts.verify('carol', 'carol password'))?.tenant === 'beta');
+      await waitFor(async () => (await accounts.verify('carol', 'carol password'))?.tenant === 'beta', 'carol can sign in');
       assert.equal(accounts.size, 2);
 
       await writeFile(file, 'users:\n  carol:\n    password: carol password\n    tenant: beta\n');
-      await until('the refusal is logged', () => lines.some((l) => l.level === 50 && /previous accounts stay in force/.test(String(l.msg))));
+      await waitFor(() => lines.some((l) => l.level === 50 && /previous accounts stay in force/.test(String(l.msg))), 'the refusal is logged');
       const refusal = lines.find((l) => l.level === 50)!;
       assert.match(String(refusal.err), /user "carol" has a password that is not an Argon2 hash/);
       assert.equal(accounts.size, 2);

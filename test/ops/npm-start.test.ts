@@ -13,18 +13,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopWhenNpmParentExits } from '../../gateway/parent-watch.ts';
 import { canConnect, isAlive, sleep } from './support/child-gateway.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Polls `condition` until it holds; generous, because CI machines are slow and loaded. */
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await sleep(100);
-  }
-}
-
 const cleanup: Array<() => Promise<void> | void> = [];
 after(async () => {
   for (const c of cleanup.reverse()) await c();
@@ -54,7 +47,7 @@ log: { pretty: false }
       if (gatewayPid !== undefined && isAlive(gatewayPid)) process.kill(gatewayPid, 'SIGKILL');
     });
 
-    await waitFor(() => /pid \d+: Ctrl-C or SIGTERM stops it/.test(out) || npm.exitCode !== null, 'the banner is printed');
+    await waitFor(() => /pid \d+: Ctrl-C or SIGTERM stops it/.test(out) || npm.exitCode !== null, 'the banner is printed', 60_000);
     const banner = /main +(http:\/\/127\.0\.0\.1:(\d+))[\s\S]*pid (\d+): /.exec(out);
     assert.ok(banner, `no banner with a listener and a pid in:\n${out}`);
     const port = Number(banner[2]);
@@ -66,7 +59,7 @@ log: { pretty: false }
     npm.kill('SIGTERM');
     await npmExited;
     const pid = gatewayPid;
-    await waitFor(() => !isAlive(pid), `the gateway (pid ${pid}) has exited; output:\n${out}`);
+    await waitFor(() => !isAlive(pid), `the gateway (pid ${pid}) has exited; output:\n${out}`, 60_000);
     assert.equal(await canConnect(port), false, 'the port is closed');
     assert.match(out, /the npm process that started the gateway is gone: shutting down/);
     assert.match(out, /gateway stopped/);

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { retainedStateCount } from '../../plugins/rate-limit/retained.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { startEverything, type RunningUpstream } from '../helpers/upstreams.ts';
-import { sleep } from './support/child-gateway.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { post } from './support/raw-mcp.ts';
 
 let everything: RunningUpstream;
@@ -37,14 +37,6 @@ routes:
     plugins: ${opts.plugins}
 log: { level: info, pretty: false }
 `;
-
-async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('state across hot reloads', () => {
   test('an exhausted rate-limit budget stays exhausted across an unrelated change, and starts fresh when the limit changes', async () => {

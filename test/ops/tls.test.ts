@@ -20,7 +20,7 @@ import { startTestGateway } from '../helpers/gateway.ts';
 import { authPlugins, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 import { connectClient } from '../helpers/mcp-client.ts';
 import { freePort, startEverything, type RunningUpstream } from '../helpers/upstreams.ts';
-import { sleep } from './support/child-gateway.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 interface Cert { cert: string; key: string; fingerprint: string }
 
@@ -62,14 +62,6 @@ function requestOn(socket: tls.TLSSocket): Promise<string> {
     socket.once('error', reject);
     socket.write('GET /mcp HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\n\r\n');
   });
-}
-
-async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 let everything: RunningUpstream;

@@ -59,7 +59,7 @@ authorization:
       issuer: ${idp.issuer}
       clientId: gateway
       clientSecret: \${OIDC_SECRET}
-      label: Test IdP
+      label: Sign in with Test IdP
       scopes: [openid, email, profile, org]
       tenant: { claim: org.id }
       grantScopes: [mcp:tools]

@@ -101,7 +101,7 @@ describe('login page', () => {
   });
 
   it('offers the OpenID Connect provider as a link, alone or beside the password form', () => {
-    const both = login({ oidc: { label: 'Acme <SSO>', href: '/oauth/oidc/start?request_id=req-1&x=1' } });
+    const both = login({ oidc: { label: 'Sign in with Acme <SSO>', href: '/oauth/oidc/start?request_id=req-1&x=1' } });
     assert.match(both, /<a class="button secondary" href="\/oauth\/oidc\/start\?request_id=req-1&amp;x=1">Sign in with Acme &lt;SSO&gt;<\/a>/);
     const only = login({ passwordEnabled: false, oidc: { label: 'Acme', href: '/oauth/oidc/start?request_id=req-1' } });
     assert.doesNotMatch(only, /<form|type="password"/);

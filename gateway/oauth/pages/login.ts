@@ -14,6 +14,7 @@ export interface LoginPage extends RequestSummary {
   /** Why the last attempt failed; announced to screen readers (role="alert"). */
   error?: string;
   passwordEnabled: boolean;
+  /** `label` is the whole button text (`Sign in with Google` by default, oidc.ts defaultLabel). */
   oidc?: { label: string; href: string };
 }
 
@@ -36,7 +37,7 @@ export function renderLoginPage(p: LoginPage): string {
 </form>`;
   const oidc = p.oidc && html`
 ${p.passwordEnabled && html`<p class="divider">or</p>`}
-<p><a class="button${p.passwordEnabled ? ' secondary' : ''}" href="${safeHref(p.oidc.href)}">Sign in with ${p.oidc.label}</a></p>`;
+<p><a class="button${p.passwordEnabled ? ' secondary' : ''}" href="${safeHref(p.oidc.href)}">${p.oidc.label}</a></p>`;
   const body = html`<h1>Sign in</h1>
 <p><strong>${p.client.name}</strong> asks to use this server with your account.</p>
 ${requestSummary(p)}

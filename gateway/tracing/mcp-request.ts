@@ -27,10 +27,19 @@ export interface McpRequestInfo {
 
 const MAX_PARSED = 1_000_000;
 
+/**
+ * Client-chosen text, bounded: a span keeps its name and attributes until exported, and a collector that
+ * is down lets thousands wait. A cut value is copied, since a slice would keep the whole string alive.
+ */
+function bounded(v: unknown, max: number): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  return v.length <= max ? v : Buffer.from(v.slice(0, max)).toString();
+}
+
 export function readMcpRequest(method: string, headers: IncomingHttpHeaders, body: Buffer | undefined): McpRequestInfo {
   const info: McpRequestInfo = {};
-  const version = headers[HEADER.protocolVersion];
-  if (typeof version === 'string') info.protocolVersion = version;
+  const version = bounded(headers[HEADER.protocolVersion], 64);
+  if (version !== undefined) info.protocolVersion = version;
   if (method !== 'POST' || !body || body.length === 0 || body.length > MAX_PARSED) return info;
   let value: unknown;
   try {
@@ -42,22 +51,22 @@ export function readMcpRequest(method: string, headers: IncomingHttpHeaders, bod
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return info;
   const m = value as { method?: unknown; id?: unknown; params?: Record<string, unknown> };
   if (typeof m.method !== 'string') return info;
-  info.method = m.method;
-  if (typeof m.id === 'string' || typeof m.id === 'number') info.requestId = String(m.id);
+  info.method = bounded(m.method, 128);
+  if (typeof m.id === 'string' || typeof m.id === 'number') info.requestId = bounded(String(m.id), 128);
   const params = m.params !== null && typeof m.params === 'object' ? m.params : undefined;
   if (!params) return info;
-  const name = typeof params.name === 'string' ? params.name : undefined;
+  const name = bounded(params.name, 256);
   if (m.method === 'tools/call') info.tool = name;
   else if (m.method === 'prompts/get') info.prompt = name;
-  else if (m.method.startsWith('resources/') && typeof params.uri === 'string') info.resourceUri = params.uri;
+  else if (m.method.startsWith('resources/') && typeof params.uri === 'string') info.resourceUri = bounded(params.uri, 1024);
   // A 2025 client names its version in initialize's params before any header carries it.
-  if (m.method === 'initialize' && typeof params.protocolVersion === 'string') info.protocolVersion = params.protocolVersion;
+  if (m.method === 'initialize' && typeof params.protocolVersion === 'string') info.protocolVersion = bounded(params.protocolVersion, 64);
   const meta = params._meta !== null && typeof params._meta === 'object' ? (params._meta as Record<string, unknown>) : undefined;
   if (meta) {
     if (typeof meta.traceparent === 'string') info.metaTraceparent = meta.traceparent;
     if (typeof meta.tracestate === 'string') info.metaTracestate = meta.tracestate;
     const v = meta[META.protocolVersion];
-    if (typeof v === 'string') info.protocolVersion = v;
+    if (typeof v === 'string') info.protocolVersion = bounded(v, 64);
   }
   return info;
 }

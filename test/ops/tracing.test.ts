@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { replaceMetaTraceparent } from '../../gateway/tracing/mcp-request.ts';
+import { readMcpRequest, replaceMetaTraceparent } from '../../gateway/tracing/mcp-request.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import { GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 import { connectClient } from '../helpers/mcp-client.ts';
@@ -246,5 +246,20 @@ describe('replaceMetaTraceparent', () => {
   test('leaves an ambiguous body alone (the value also appears elsewhere)', () => {
     const body = Buffer.from(JSON.stringify({ params: { arguments: { echo: old }, _meta: { traceparent: old } } }));
     assert.equal(replaceMetaTraceparent(body, old, next), undefined);
+  });
+});
+
+describe('readMcpRequest', () => {
+  test('client-chosen names are bounded: a span keeps them until it is exported', () => {
+    const long = 'x'.repeat(100_000);
+    const body = (method: string, params: Record<string, unknown>) => Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: long, method, params }));
+    const tool = readMcpRequest('POST', {}, body('tools/call', { name: long }));
+    assert.equal(tool.tool, long.slice(0, 256));
+    assert.equal(tool.requestId?.length, 128);
+    assert.equal(readMcpRequest('POST', {}, body('resources/read', { uri: long })).resourceUri?.length, 1024);
+    assert.equal(readMcpRequest('POST', {}, body(long, {})).method?.length, 128);
+    assert.equal(readMcpRequest('POST', { 'mcp-protocol-version': long }, undefined).protocolVersion?.length, 64);
+    const short = readMcpRequest('POST', {}, Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'prompts/get', params: { name: 'p' } })));
+    assert.deepEqual(short, { method: 'prompts/get', requestId: '3', prompt: 'p' });
   });
 });

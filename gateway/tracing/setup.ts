@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
 import type { TracingConfig } from '../../config/tracing.ts';
+import { safeUrl } from '../banner.ts';
 import { Tracing } from './spans.ts';
 
 /** Export failures are logged at most this often: a collector that is down must not flood the log. */
@@ -26,6 +27,8 @@ export async function startTracing(cfg: TracingConfig | undefined, log: Logger):
   ]);
   const version = packageVersion();
   const otlpExporter = new otlp.OTLPTraceExporter({ url: cfg.otlp.endpoint, headers: cfg.otlp.headers, timeoutMillis: cfg.otlp.timeout });
+  // Logged without userinfo or query: a vendor's key may ride there.
+  const endpoint = safeUrl(cfg.otlp.endpoint);
   let lastFailureLog = 0;
   // The SDK reports failed exports only to OpenTelemetry's own diagnostics logger, which is silent
   // unless registered globally; the operator needs them in the gateway's log.
@@ -34,7 +37,7 @@ export async function startTracing(cfg: TracingConfig | undefined, log: Logger):
       otlpExporter.export(spans, (result) => {
         if (result.code !== core.ExportResultCode.SUCCESS && Date.now() - lastFailureLog > FAILURE_LOG_INTERVAL_MS) {
           lastFailureLog = Date.now();
-          log.warn({ endpoint: cfg.otlp.endpoint, spans: spans.length, error: result.error?.message }, 'trace export failed; spans were dropped (logged at most once a minute)');
+          log.warn({ endpoint, spans: spans.length, error: result.error?.message }, 'trace export failed; spans were dropped (logged at most once a minute)');
         }
         done(result);
       });
@@ -48,7 +51,7 @@ export async function startTracing(cfg: TracingConfig | undefined, log: Logger):
     sampler: new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(cfg.sampleRatio) }),
     spanProcessors: [new sdk.BatchSpanProcessor({ exporter })],
   });
-  log.info({ endpoint: cfg.otlp.endpoint, serviceName: cfg.serviceName, sampleRatio: cfg.sampleRatio }, 'tracing: exporting spans over OTLP/HTTP');
+  log.info({ endpoint, serviceName: cfg.serviceName, sampleRatio: cfg.sampleRatio }, 'tracing: exporting spans over OTLP/HTTP');
   return new Tracing({
     api,
     tracer: provider.getTracer('mcp-gateway', version),

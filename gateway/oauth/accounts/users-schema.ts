@@ -76,9 +76,13 @@ export type UsersFile = z.infer<typeof UsersFileSchema>;
 function check(text: string): { data: UsersFile; problems?: undefined } | { problems: string[] } {
   let raw: unknown;
   try {
-    raw = parse(text);
+    // Not yaml's pretty errors: they quote the offending line, which may hold a password someone typed
+    // in by hand, and this message goes to the gateway's log.
+    raw = parse(text, { prettyErrors: false });
   } catch (err) {
-    return { problems: [`not valid YAML: ${(err as Error).message}`] };
+    const pos = (err as { pos?: [number, number] }).pos;
+    const where = pos ? ` (line ${text.slice(0, pos[0]).split('\n').length})` : '';
+    return { problems: [`not valid YAML${where}: ${(err as Error).message}`] };
   }
   const parsed = UsersFileSchema.safeParse(raw);
   if (parsed.success) return { data: parsed.data };

@@ -52,7 +52,7 @@ export function acquireWriter(dest: string, configDir: string, log: Logger): Aud
   const file = dest === 'stdout' || dest === 'stderr' ? undefined : path.resolve(configDir, dest);
   const key = file ?? dest;
   let entry = writers.get(key);
-  if (!entry || entry.closed) {
+  if (!entry) {
     entry = { stream: open(dest, file, log), holders: 0, file, reopening: false, closed: undefined };
     writers.set(key, entry);
   }

@@ -2,6 +2,7 @@
  * RFC 8414 authorization server metadata: what an MCP client reads after the protected resource's
  * metadata named this server, to find its endpoints and what it supports.
  */
+import { TOKEN_ENDPOINT_AUTH_METHODS } from './clients/client-metadata.ts';
 import type { Issuer } from './issuer.ts';
 
 export const PATHS = {
@@ -27,7 +28,6 @@ export interface MetadataOptions {
 
 export function authorizationServerMetadata(issuer: string, opts: MetadataOptions): Record<string, unknown> {
   const at = (p: string) => opts.issuer.endpoint(issuer, p);
-  const authMethods = ['none', 'client_secret_basic', 'client_secret_post'];
   const doc: Record<string, unknown> = {
     issuer,
     authorization_endpoint: at(PATHS.authorize),
@@ -39,8 +39,8 @@ export function authorizationServerMetadata(issuer: string, opts: MetadataOption
     grant_types_supported: ['authorization_code', 'refresh_token'],
     // PKCE with S256 only: `plain` would let whoever sees the authorization request redeem its code.
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: authMethods,
-    revocation_endpoint_auth_methods_supported: authMethods,
+    token_endpoint_auth_methods_supported: [...TOKEN_ENDPOINT_AUTH_METHODS],
+    revocation_endpoint_auth_methods_supported: [...TOKEN_ENDPOINT_AUTH_METHODS],
     // RFC 9207: the authorization response carries `iss`, so a client can tell which server answered.
     authorization_response_iss_parameter_supported: true,
     client_id_metadata_document_supported: opts.metadataDocuments,

@@ -47,11 +47,12 @@ routes:
 
   const readLines = async () => {
     const text = await readFile(path.join(gw.dir, 'logs/audit.log'), 'utf8').catch(() => '');
-    return { text, lines: text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line) };
+    // Whole lines only: a batch may be caught half-written.
+    return { text, lines: text.split('\n').slice(0, -1).filter(Boolean).map((l) => JSON.parse(l) as Line) };
   };
-  /** Polls the file until `pick` finds what it looks for (lines are flushed every 50ms). */
+  /** Polls the file until `pick` finds what it looks for (lines are flushed every 50ms; the deadline is for a loaded machine). */
   const waitFor = async <T>(pick: (lines: Line[]) => T | undefined, what: string): Promise<T> => {
-    const until = Date.now() + 5000;
+    const until = Date.now() + 15_000;
     for (;;) {
       const found = pick((await readLines()).lines);
       if (found !== undefined) return found;

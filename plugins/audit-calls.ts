@@ -50,7 +50,7 @@ const CALLS = new Key<Call[]>('audit.calls');
 const MAX_CALLS = 50;
 
 /** Client-chosen text is bounded. */
-const text = (v: unknown, max = 256) => (typeof v === 'string' ? v.slice(0, max) : undefined);
+export const text = (v: unknown, max = 256) => (typeof v === 'string' ? v.slice(0, max) : undefined);
 
 /** The tool, resource or prompt a request names. */
 export function targetOf(m: unknown): Target {

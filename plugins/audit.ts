@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { duration } from '../config/units.ts';
 import { definePlugin, PRINCIPAL, PROTOCOL, type Exchange, type JSONRPCMessage, type MessageContext, type Plugin } from '../gateway/contract.ts';
 import { idOf } from '../gateway/jsonrpc.ts';
-import { answerOutcome, callFields, clientFields, noteAnswer, noteRequest, targetOf, trustList, type Answer } from './audit-calls.ts';
+import { answerOutcome, callFields, clientFields, noteAnswer, noteRequest, targetOf, text, trustList, type Answer } from './audit-calls.ts';
 import { acquireWriter, type AuditWriter } from './audit-files.ts';
 
 const AuditConfig = z.strictObject({
@@ -86,8 +86,7 @@ function openDestination(config: z.output<typeof AuditConfig>, configDir: string
 function protocolOf(x: Exchange): Record<string, unknown> {
   const p = x.get(PROTOCOL);
   if (!p) return {};
-  const text = (v: unknown) => (typeof v === 'string' ? v.slice(0, 128) : undefined);
-  const client = p.clientInfo ? { name: text(p.clientInfo.name), version: text(p.clientInfo.version) } : undefined;
+  const client = p.clientInfo ? { name: text(p.clientInfo.name, 128), version: text(p.clientInfo.version, 128) } : undefined;
   return { protocolVersion: p.version, era: p.era, client };
 }
 

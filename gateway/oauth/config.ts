@@ -14,9 +14,10 @@ import { LoginLimitsSchema } from './accounts/login-guard.ts';
 import { OidcConfigSchema } from './accounts/oidc-config.ts';
 import { ClientsConfigSchema, clientsConfigDefault } from './clients/config.ts';
 import { EndpointLimitsSchema } from './limits.ts';
+import { SCOPE_PATTERN } from './scope.ts';
 
 /** RFC 6749 §3.3 scope-token. */
-const scope = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes');
+const scope = z.string().regex(SCOPE_PATTERN, 'a scope is printable ASCII without spaces, quotes or backslashes');
 
 export const SigningKeysSchema = z
   .strictObject({

@@ -5,10 +5,8 @@
  * operator reading the log) must be able to tell a missing mapper from a wrong domain.
  */
 import { OAuthError, type Account } from '../contracts.ts';
+import { SCOPE_PATTERN } from '../scope.ts';
 import type { OidcConfig } from './oidc-config.ts';
-
-/** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
 export type Claims = Record<string, unknown>;
 
@@ -104,7 +102,7 @@ function scopesOf(claims: Claims, cfg: OidcConfig): string[] {
   if (cfg.scopesClaim) {
     const raw = claimAt(claims, cfg.scopesClaim);
     const list = typeof raw === 'string' ? raw.split(/\s+/) : Array.isArray(raw) ? raw : [];
-    for (const s of list) if (typeof s === 'string' && SCOPE_TOKEN.test(s)) out.add(s);
+    for (const s of list) if (typeof s === 'string' && SCOPE_PATTERN.test(s)) out.add(s);
   }
   return [...out];
 }

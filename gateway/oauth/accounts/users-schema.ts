@@ -10,6 +10,7 @@
  */
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { SCOPE_PATTERN } from '../scope.ts';
 import { isArgon2Hash } from './password-hash.ts';
 
 /**
@@ -19,8 +20,7 @@ import { isArgon2Hash } from './password-hash.ts';
 export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
 /** The jwt plugin's default `tenantPattern`: a tenant outside it could not use the tokens issued. */
 export const TENANT_PATTERN = /^[a-z0-9-]{1,64}$/;
-/** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
-export const SCOPE_PATTERN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+export { SCOPE_PATTERN };
 
 /** How a typed username is looked up: trimmed and lower-cased. */
 export function normalizeUsername(input: string): string {

@@ -1,16 +1,35 @@
 /**
  * A federation: one MCP endpoint in front of several upstreams (docs/federation.md).
- * (Being written: this first version only fixes the interface the rest of the gateway builds on.)
+ *
+ * It is an upstream served in process, of the 2025 era: 2025 clients talk to it directly and 2026-07-28
+ * clients through the to-legacy translator, like any 2025 upstream, so the route's plugins see one
+ * server whatever is behind it. Parts, one file each:
+ * - session.ts  — the client's one session id, holding the member sessions, and replica memory;
+ * - members.ts  — reaching a member with its own credentials, opening its sessions;
+ * - catalog.ts  — listings fanned out and merged; names.ts — prefixes and collisions;
+ * - requests.ts — each client message routed; relay.ts / streams.ts — answers and the GET stream.
  */
 import type { Logger } from 'pino';
+import { isMessage, isNotification, isRequest, type JSONRPCRequest } from '../jsonrpc.ts';
 import type { InProcessUpstream, UpstreamCall, UpstreamResponse, UpstreamTarget } from '../runtime.ts';
 import { wholeResponse } from '../stdio/response.ts';
+import { deadline, type ListContext } from './catalog.ts';
+import { Member, MemberError, type MemberSession } from './members.ts';
+import type { Naming } from './names.ts';
+import { ACCEPTED, json, rpcError } from './relay.ts';
+import { handleAnswer, handleNotification, handleRequest, type Core } from './requests.ts';
+import { encodeSession, newSession, readSession, SessionStates, type FederationSession, type SessionState } from './session.ts';
+import { openClientStream } from './streams.ts';
 import type { FederationConfig, MemberStatus } from './types.ts';
 
 export interface FederationDeps {
   log: Logger;
   /** Every member's upstream target, by upstream name (built before the federation). */
   members: ReadonlyMap<string, UpstreamTarget>;
+  /** Client sessions whose state one replica remembers. Default 10,000. */
+  maxSessions?: number;
+  /** Largest member message relayed (a JSON answer, one event). Default 64 MiB. */
+  maxMessageBytes?: number;
 }
 
 export type Federation = InProcessUpstream & {
@@ -22,13 +41,173 @@ export type Federation = InProcessUpstream & {
 };
 
 export function createFederation(name: string, cfg: FederationConfig, deps: FederationDeps): Federation {
-  void deps;
+  const log = deps.log.child({ federation: name });
+  const members = Object.entries(cfg.members).map(([m, mc]) => {
+    const target = deps.members.get(m);
+    if (!target) throw new Error(`federation "${name}": its member "${m}" is not a configured upstream`);
+    return new Member(m, mc, target, log, name);
+  });
+  const byName = new Map(members.map((m) => [m.name, m]));
+  const naming: Naming = { mode: cfg.prefix, separator: cfg.separator, prefixes: new Map(members.map((m) => [m.name, m.prefix])) };
+  const statuses = new Map<string, MemberStatus>(members.map((m) => [m.name, { member: m.name, ok: true, since: Date.now() }]));
+  const states = new SessionStates(deps.maxSessions ?? 10_000);
+  const closing = new AbortController();
+  const maxMessageBytes = deps.maxMessageBytes ?? 64 * 1024 * 1024;
+
+  /** A member failed or recovered: logged on the change, and clients re-list (its items come or go). */
+  function report(member: Member, failure: string | undefined): void {
+    const before = statuses.get(member.name)!;
+    if (failure === undefined) {
+      if (before.ok) return;
+      statuses.set(member.name, { member: member.name, ok: true, since: Date.now() });
+      log.info({ member: member.name }, 'federation member answers again; its tools are listed again');
+    } else {
+      statuses.set(member.name, { member: member.name, ok: false, reason: failure, since: before.ok ? Date.now() : before.since });
+      if (!before.ok) return;
+      log.warn({ member: member.name, reason: failure }, `federation member "${member.name}" failed (${failure}); its tools, prompts and resources are left out until it answers again`);
+    }
+    for (const state of states.all()) {
+      for (const s of state.streams) for (const m of ['tools', 'prompts', 'resources']) s.changed(`notifications/${m}/list_changed`);
+    }
+  }
+
+  /** Opens (once, however many ask at the same time) a member session this replica lacks. */
+  function sessionFor(call: UpstreamCall, fs: FederationSession, state: SessionState) {
+    return (member: Member, signal: AbortSignal): Promise<MemberSession> => {
+      const known = state.sessionOf(fs, member.name);
+      if (known) return Promise.resolve(known);
+      let opening = state.opening.get(member.name);
+      if (!opening) {
+        opening = member.open(call, fs.client, signal).then(async (s) => {
+          state.late.set(member.name, s);
+          if (state.level && s.caps.includes('l')) await member.ask(call, s, 'logging/setLevel', { level: state.level }, signal).catch(() => undefined);
+          report(member, undefined);
+          return s;
+        }, (err: unknown) => {
+          if (!call.signal.aborted) report(member, err instanceof MemberError ? err.message : String(err));
+          throw err;
+        }).finally(() => state.opening.delete(member.name));
+        state.opening.set(member.name, opening);
+      }
+      return opening;
+    };
+  }
+
+  const core: Core = {
+    cfg, naming, log, byName, maxMessageBytes, report,
+    visible: (call) => members.filter((m) => m.visibleTo(call.principal)),
+    listContext: (call, fs, state): ListContext => ({
+      naming, listTimeoutMs: cfg.listTimeoutMs, listTtlMs: cfg.listTtlMs, report, sessionFor: sessionFor(call, fs, state),
+    }),
+  };
+
+  /** The session a request names: an answer instead when it names none (400) or none of ours (404). */
+  function sessionOf(call: UpstreamCall): { fs: FederationSession; state: SessionState } | UpstreamResponse {
+    const id = call.headers['mcp-session-id'];
+    if (typeof id !== 'string' || id === '') return rpcError(null, -32000, 'Bad Request: Mcp-Session-Id header is required', undefined, 400);
+    const fs = readSession(id);
+    const state = fs ? states.of(fs) : undefined;
+    if (!fs || !state || state.ended) return rpcError(null, -32001, 'Session not found', 'GW_ERR_SESSION_NOT_FOUND', 404);
+    return { fs, state };
+  }
+
+  async function initialize(call: UpstreamCall, msg: JSONRPCRequest): Promise<UpstreamResponse> {
+    const fs = newSession(msg.params);
+    const state = states.of(fs);
+    const signal = deadline(call.signal, cfg.listTimeoutMs);
+    const visible = core.visible(call);
+    // Every member at once, each within the listing deadline; one that fails is opened on first use.
+    const opened = await Promise.all(visible.map((m) => sessionFor(call, fs, state)(m, signal).catch(() => undefined)));
+    const sealed: Record<string, MemberSession> = {};
+    visible.forEach((m, i) => { if (opened[i] && !m.translated) sealed[m.name] = opened[i]; });
+    fs.sealed = sealed;
+    const { id } = encodeSession(fs);
+    // What is sealed now travels in the id; what did not fit stays in this replica's memory.
+    for (const name of Object.keys(fs.sealed)) state.late.delete(name);
+    const caps = opened.map((s) => s?.caps ?? '').join('');
+    const info = cfg.serverInfo ?? {};
+    const result = {
+      protocolVersion: fs.client.protocolVersion,
+      capabilities: {
+        tools: { listChanged: true },
+        prompts: { listChanged: true },
+        resources: { listChanged: true, ...(caps.includes('s') ? { subscribe: true } : {}) },
+        logging: {},
+        ...(caps.includes('c') ? { completions: {} } : {}),
+      },
+      serverInfo: { name: info.name ?? name, version: info.version ?? '1.0.0', ...(info.title ? { title: info.title } : {}) },
+      ...(cfg.instructions ? { instructions: cfg.instructions } : {}),
+    };
+    return json(200, { jsonrpc: '2.0', id: msg.id, result }, { 'mcp-session-id': id });
+  }
+
+  async function post(call: UpstreamCall): Promise<UpstreamResponse> {
+    let message: unknown;
+    try {
+      message = JSON.parse(call.body?.toString('utf8') ?? '');
+    } catch {
+      return rpcError(null, -32700, 'Parse error: the request body is not JSON', 'GW_ERR_PARSE', 400);
+    }
+    const batch = Array.isArray(message) ? message : [message];
+    if (batch.length === 0 || !batch.every(isMessage)) return rpcError(null, -32600, 'Invalid Request: not a JSON-RPC 2.0 message', 'GW_ERR_INVALID_REQUEST', 400);
+    const requests = batch.filter(isRequest);
+    if (Array.isArray(message) && requests.length > 0) {
+      return rpcError(null, -32600, 'Invalid Request: a federated server takes requests one per POST (batches were removed in MCP 2025-06-18)', 'GW_ERR_INVALID_REQUEST', 400);
+    }
+    if (requests[0]?.method === 'initialize') return initialize(call, requests[0]);
+    const opened = sessionOf(call);
+    if (!('fs' in opened)) return opened;
+    const on = { core, call, fs: opened.fs, state: opened.state };
+    if (requests[0]) return handleRequest(on, requests[0]);
+    for (const m of batch) {
+      if (isNotification(m)) await handleNotification(on, m);
+      else await handleAnswer(on, m as { id?: unknown });
+    }
+    return ACCEPTED();
+  }
+
+  function get(call: UpstreamCall): UpstreamResponse {
+    const opened = sessionOf(call);
+    if (!('fs' in opened)) return opened;
+    const { fs, state } = opened;
+    return openClientStream({
+      call, state, members: core.visible(call), sessionFor: sessionFor(call, fs, state),
+      debounceMs: cfg.listChangedDebounceMs, maxMessageBytes, closing: closing.signal,
+    });
+  }
+
+  /** Ends the session at every member that has one, and here. */
+  async function remove(call: UpstreamCall): Promise<UpstreamResponse> {
+    const opened = sessionOf(call);
+    if (!('fs' in opened)) return opened;
+    const { fs, state } = opened;
+    state.ended = true;
+    for (const s of state.streams) s.close();
+    const signal = deadline(call.signal, cfg.listTimeoutMs);
+    await Promise.all(core.visible(call).map(async (m) => {
+      const session = state.sessionOf(fs, m.name);
+      if (session?.id === undefined && !m.translated) return;
+      const res = await m.send(call, 'DELETE', undefined, session, signal).catch(() => undefined);
+      res?.resume();
+    }));
+    return wholeResponse(200, '');
+  }
+
   return {
     name,
-    dispatch(_call: UpstreamCall): UpstreamResponse {
-      return wholeResponse(503, JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32000, message: 'federation not ready' } }), { 'content-type': 'application/json' });
+    async dispatch(call: UpstreamCall): Promise<UpstreamResponse> {
+      if (closing.signal.aborted) return rpcError(null, -32000, 'the gateway is shutting down; try again shortly', 'GW_ERR_SHUTTING_DOWN', 503);
+      const bound = { ...call, signal: AbortSignal.any([call.signal, closing.signal]) };
+      if (call.method === 'POST') return post(bound);
+      if (call.method === 'GET') return get(bound);
+      if (call.method === 'DELETE') return remove(bound);
+      return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Method not allowed' } }, { allow: 'GET, POST, DELETE' });
     },
-    status: () => Object.keys(cfg.members).map((member) => ({ member, ok: true, since: Date.now() })),
-    close() {},
+    status: () => [...statuses.values()],
+    close() {
+      closing.abort();
+      for (const m of members) m.close();
+      states.clear();
+    },
   };
 }

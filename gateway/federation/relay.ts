@@ -1,0 +1,103 @@
+/**
+ * A member's answer on its way to the client: JSON as it is, an event stream message by message.
+ *
+ * Requests a member sends the client (elicitation, sampling, roots) get ids naming the member, so the
+ * client's answer, whichever replica it reaches, goes back to the member that asked, under the id it
+ * used. Event ids are not passed on: a member's resumption cursor means nothing to the other members,
+ * so the client is not offered to resume (it re-sends instead, as it does without event ids).
+ */
+import { Readable } from 'node:stream';
+import { isRequest } from '../jsonrpc.ts';
+import { messageEvent } from '../messages/sse-codec.ts';
+import { eventData, isEventStream, readBody } from '../era/upstream-read.ts';
+import type { UpstreamResponse } from '../runtime.ts';
+import { wholeResponse } from '../stdio/response.ts';
+
+const ASKED_PREFIX = 'gw-fed.';
+
+/** The id the client sees for a request `member` sent it. */
+export function askedId(member: string, id: string | number): string {
+  return ASKED_PREFIX + Buffer.from(JSON.stringify([member, id])).toString('base64url');
+}
+
+/** The member and its own id behind an id made by `askedId`; undefined for any other id. */
+export function readAskedId(id: unknown): { member: string; id: string | number } | undefined {
+  if (typeof id !== 'string' || !id.startsWith(ASKED_PREFIX) || id.length > 4096) return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(id.slice(ASKED_PREFIX.length), 'base64url').toString('utf8')) as unknown;
+    if (!Array.isArray(v) || typeof v[0] !== 'string' || (typeof v[1] !== 'string' && typeof v[1] !== 'number')) return undefined;
+    return { member: v[0], id: v[1] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A message from `member` as the client must see it. */
+export function outward(member: string, message: unknown): unknown {
+  if (!isRequest(message)) return message;
+  return { ...message, id: askedId(member, message.id as string | number) };
+}
+
+/** A JSON answer of our own making. */
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): UpstreamResponse {
+  return wholeResponse(status, JSON.stringify(body), { 'content-type': 'application/json', ...headers });
+}
+
+export function rpcResult(id: unknown, result: unknown): UpstreamResponse {
+  return json(200, { jsonrpc: '2.0', id, result });
+}
+
+/** A JSON-RPC error answer; `code` is the gateway's stable `GW_ERR_…` name, when there is one. */
+export function rpcError(id: unknown, rpcCode: number, message: string, code?: string, status = 200): UpstreamResponse {
+  return json(status, { jsonrpc: '2.0', id: id ?? null, error: { code: rpcCode, message, ...(code ? { data: { code } } : {}) } });
+}
+
+export const ACCEPTED = (): UpstreamResponse => wholeResponse(202, '');
+
+/**
+ * A member's answer relayed: an event stream is read as the client reads it (nothing is buffered
+ * beyond one event), every message passed through `outward`. `onEnd` runs once, however it ends.
+ */
+export async function relay(res: UpstreamResponse, member: string, maxMessageBytes: number, onEnd: () => void): Promise<UpstreamResponse> {
+  if (!isEventStream(res)) {
+    try {
+      const body = await readBody(res, maxMessageBytes);
+      return wholeResponse(res.statusCode, body.toString('utf8'), { 'content-type': String(res.headers['content-type'] ?? 'application/json') });
+    } finally {
+      onEnd();
+    }
+  }
+  return eventStream(res.statusCode, async function* () {
+    try {
+      for await (const data of eventData(res, maxMessageBytes)) {
+        let message: unknown;
+        try {
+          message = JSON.parse(data);
+        } catch {
+          continue;
+        }
+        yield messageEvent(JSON.stringify(outward(member, message)));
+      }
+    } finally {
+      res.destroy();
+      onEnd();
+    }
+  });
+}
+
+/**
+ * An event stream answer made of what `produce` yields. The client pulls it: `produce` runs only as
+ * fast as the client reads. `complete` turns true when it ran to its end (a break leaves it false).
+ */
+export function eventStream(status: number, produce: () => AsyncGenerator<string, void>): UpstreamResponse {
+  let out: UpstreamResponse;
+  async function* framed(): AsyncGenerator<string, void> {
+    yield* produce();
+    out.complete = true;
+  }
+  out = Readable.from(framed(), { objectMode: false }) as UpstreamResponse;
+  out.statusCode = status;
+  out.headers = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' };
+  out.complete = false;
+  return out;
+}

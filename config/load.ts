@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { GatewayConfigSchema, type GatewayConfig } from './schema.ts';
+import { federationReferenceProblems } from './federation.ts';
 
 export class ConfigError extends Error {
   readonly code = 'GW_ERR_CONFIG';
@@ -165,6 +166,7 @@ function checkReferences(config: GatewayConfig): string[] {
     if (seen.has(key)) problems.push(`routes[${i}].path: "${r.path}" on listener "${r.listener}" is already routed by routes[${seen.get(key)}]`);
     seen.set(key, i);
   });
+  problems.push(...federationReferenceProblems(config.upstreams));
   return problems;
 }
 

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { bool, bytes, duration, int } from './units.ts';
 import { upstreamSchema } from './upstream-kind.ts';
+import { FederationUpstreamSchema, type FederationUpstreamConfig } from './federation.ts';
 import { TracingSchema } from './tracing.ts';
 import { AuthorizationConfigSchema } from '../gateway/oauth/config.ts';
 
@@ -153,8 +154,15 @@ export const StdioUpstreamSchema = z.strictObject({
   }),
 });
 
-/** `url` or `stdio`, chosen by the key written, so errors name the right branch (upstream-kind.ts). */
-export const UpstreamSchema = upstreamSchema(HttpUpstreamSchema, StdioUpstreamSchema);
+/**
+ * `url`, `stdio` or `federation` (config/federation.ts), chosen by the key written, so errors name the
+ * right branch (upstream-kind.ts).
+ */
+export const UpstreamSchema = upstreamSchema({
+  url: { schema: HttpUpstreamSchema, what: 'an HTTP MCP server', who: 'HTTP upstreams, with "url",' },
+  stdio: { schema: StdioUpstreamSchema, what: 'a command', who: 'stdio upstreams' },
+  federation: { schema: FederationUpstreamSchema, what: 'several upstreams behind one endpoint', who: 'federations' },
+});
 
 export const PluginRefSchema = z.looseObject({
   /**
@@ -274,4 +282,5 @@ export type RouteConfig = z.output<typeof RouteSchema>;
 export type HttpUpstreamConfig = z.output<typeof HttpUpstreamSchema>;
 export type StdioUpstreamConfig = z.output<typeof StdioUpstreamSchema>['stdio'];
 export type UpstreamConfig = z.output<typeof UpstreamSchema>;
+export type { FederationUpstreamConfig };
 export type Timeouts = z.output<typeof TimeoutsSchema>;

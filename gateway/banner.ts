@@ -6,6 +6,15 @@
  * userinfo and query, upstream headers show their names only, stdio arguments are not shown.
  */
 import type { GatewayConfig } from '../config/schema.ts';
+import type { PrefixMode } from './federation/types.ts';
+
+/** A federation member as the banner shows it: who sees it is config, never a secret. */
+export interface FederationMemberLine {
+  name: string;
+  prefix: string;
+  tenants?: readonly string[];
+  scopes?: readonly string[];
+}
 
 export interface BannerInfo {
   version?: string;
@@ -15,6 +24,7 @@ export interface BannerInfo {
   upstreams: ReadonlyArray<
     | { name: string; kind: 'http'; url: string; headerNames: readonly string[]; signsIdentity: boolean }
     | { name: string; kind: 'stdio'; command: string; mode: 'shared' | 'per-session'; poolKey: string }
+    | { name: string; kind: 'federation'; members: ReadonlyArray<FederationMemberLine>; prefix: PrefixMode; separator: string }
   >;
   /** Absent when the admin listener is disabled. */
   admin?: { url: string; apiEnabled: boolean };
@@ -47,7 +57,9 @@ export function formatBanner(info: BannerInfo): string[] {
   lines.push(
     ...table(
       info.upstreams.map((u) =>
-        u.kind === 'http'
+        u.kind === 'federation'
+          ? [u.name, 'federation', `members: ${u.members.map(memberText).join(', ')}`, prefixText(u)]
+          : u.kind === 'http'
           ? [
               u.name,
               'http',
@@ -104,10 +116,18 @@ export function bannerInfoFromConfig(
       upstream: r.upstream,
       plugins: r.plugins.map((p) => p.type),
     })),
-    upstreams: Object.entries(config.upstreams).map(([name, u]) =>
+    upstreams: Object.entries(config.upstreams).map(([name, u]): BannerInfo['upstreams'][number] =>
       'url' in u
-        ? { name, kind: 'http' as const, url: u.url, headerNames: Object.keys(u.headers), signsIdentity: u.identity !== undefined }
-        : { name, kind: 'stdio' as const, command: u.stdio.command, mode: u.stdio.mode, poolKey: u.stdio.poolKey },
+        ? { name, kind: 'http', url: u.url, headerNames: Object.keys(u.headers), signsIdentity: u.identity !== undefined }
+        : 'stdio' in u
+          ? { name, kind: 'stdio', command: u.stdio.command, mode: u.stdio.mode, poolKey: u.stdio.poolKey }
+          : {
+              name,
+              kind: 'federation',
+              members: Object.entries(u.federation.members).map(([member, m]) => ({ name: member, ...m })),
+              prefix: u.federation.prefix,
+              separator: u.federation.separator,
+            },
     ),
     signIn: config.authorization ? signInOf(config, runtime.listenerUrls) : undefined,
     admin:
@@ -125,6 +145,19 @@ function signInOf(config: GatewayConfig, listenerUrls: Readonly<Record<string, s
   if (auth.accounts.usersFile !== undefined) accounts.push(`${auth.accounts.usersFile} (npm run users -- add)`);
   if (auth.accounts.oidc) accounts.push(`OpenID Connect at ${safeUrl(auth.accounts.oidc.issuer)}`);
   return { url, accounts };
+}
+
+/** `graphs (tenants acme, lab-*; scopes graphs)`: a member seen by only some callers says by whom. */
+function memberText(m: FederationMemberLine): string {
+  const who = [m.tenants && `tenants ${m.tenants.join(', ')}`, m.scopes && `scopes ${m.scopes.join(', ')}`].filter(Boolean);
+  return who.length ? `${m.name} (${who.join('; ')})` : m.name;
+}
+
+/** How clients see members' names: `names prefixed on collision: everything__, mem__`. */
+function prefixText(u: { members: ReadonlyArray<FederationMemberLine>; prefix: PrefixMode; separator: string }): string {
+  if (u.prefix === 'never') return 'names never prefixed';
+  const prefixes = u.members.map((m) => `${m.prefix}${u.separator}`).join(', ');
+  return `names prefixed ${u.prefix === 'always' ? 'always' : 'on collision'}: ${prefixes}`;
 }
 
 /** Origin and path only: userinfo and query may hold credentials. */

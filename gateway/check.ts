@@ -8,6 +8,9 @@
  *   templates (`{tennant}` is refused with the variables that exist) and pool key;
  * - checks that a stdio `cwd` without templates is an existing folder;
  * - checks `sessions.key`.
+ * A federation needs nothing beyond the load's own checks (its members exist and are no federations,
+ * its prefixes tell members apart); its members are upstreams of their own and checked as such. It is
+ * not built here: building one may reach its members, and `--check` reaches nothing.
  * Every problem found is reported, each with its config path, in one ConfigError.
  *
  * Redis, when configured, is connected to as at start (plugins need a client), but a Redis that does

@@ -27,6 +27,15 @@ export interface ProcessSnapshot {
   rssBytes?: number;
 }
 
+/** One federation member's state as its federation last saw it, read at scrape time. */
+export interface FederationMemberSnapshot {
+  /** The federation's upstream name. */
+  upstream: string;
+  /** The member's upstream name. */
+  member: string;
+  ok: boolean;
+}
+
 export interface GatewayMetricsOptions {
   /**
    * Put tenant ids in labels (`mcpgw_rate_limited_total{tenant}`). Default false: a gateway with
@@ -151,6 +160,7 @@ export class GatewayMetrics {
   readonly #toolsByRoute = new Map<string, BoundedLabel>();
   readonly #maxToolsPerRoute: number;
   #processes: (() => readonly ProcessSnapshot[]) | undefined;
+  #federationMembers: (() => readonly FederationMemberSnapshot[]) | undefined;
 
   readonly #requests: Counter<'route' | 'listener' | 'method' | 'status'>;
   readonly #duration: Histogram<'route' | 'listener' | 'method'>;
@@ -310,12 +320,35 @@ export class GatewayMetrics {
       },
     });
 
+    // Read from the federations at scrape time too; both labels are upstream names from config.
+    new Gauge({
+      name: 'mcpgw_federation_member_up',
+      help: "1 when a federation's member answered its last listing or session opening, 0 when it failed.",
+      labelNames: ['upstream', 'member'],
+      registers,
+      collect() {
+        this.reset();
+        let snapshot: readonly FederationMemberSnapshot[] = [];
+        try {
+          snapshot = metrics.#federationMembers?.() ?? [];
+        } catch {
+          // As for pools: one failing federation must not break the scrape.
+        }
+        for (const m of snapshot) this.set({ upstream: metrics.#upstreams.value(m.upstream), member: metrics.#upstreams.value(m.member) }, m.ok ? 1 : 0);
+      },
+    });
+
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mcpgw_' });
   }
 
   /** Where the pool gauges read from; the core sets it once its process pools exist. */
   setProcessSource(source: (() => readonly ProcessSnapshot[]) | undefined): void {
     this.#processes = source;
+  }
+
+  /** Where `mcpgw_federation_member_up` reads from; the core sets it once the first runtime exists. */
+  setFederationSource(source: (() => readonly FederationMemberSnapshot[]) | undefined): void {
+    this.#federationMembers = source;
   }
 
   exchangeDone(e: ExchangeDoneEvent): void {

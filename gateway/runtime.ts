@@ -9,16 +9,17 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { closePlugins, instantiateRoutes, type ResolvedRoute } from '../config/compile.ts';
 import type { LoadedConfig } from '../config/load.ts';
-import type { Timeouts } from '../config/schema.ts';
+import type { FederationUpstreamConfig, Timeouts } from '../config/schema.ts';
 import type { Awaitable, ListenerInfo, Plugin, Principal, RouteInfo, ServedResponse, SharedServices } from './contract.ts';
 import { Pipeline } from './pipeline.ts';
 import type { ListenerPolicy } from './listener-policy.ts';
 import type { StdioUpstream } from './stdio/upstream.ts';
+import type { Federation } from './federation/index.ts';
 import type { ToolHeaders } from './era/tool-headers.ts';
 import type { UpstreamPort } from './era/translation.ts';
 import type { UpstreamEra } from './era/upstream-era.ts';
 import { closeTranslators } from './era/dispatch.ts';
-import { buildUpstream } from './upstream-targets.ts';
+import { buildFederationUpstream, buildUpstream } from './upstream-targets.ts';
 import type { AuthorizationService } from './oauth/server.ts';
 
 /**
@@ -49,7 +50,7 @@ export interface InProcessUpstream {
 
 export interface UpstreamTarget {
   readonly name: string;
-  readonly kind: 'http' | 'stdio';
+  readonly kind: 'http' | 'stdio' | 'federation';
   /** `http://host:port`; for an upstream served in process, a placeholder that is never connected to. */
   readonly origin: string;
   /** The upstream URL's path without a trailing slash (`''` for the root). */
@@ -63,6 +64,8 @@ export interface UpstreamTarget {
   requestHeaders(principal: Principal | undefined): Record<string, string>;
   /** A stdio upstream (also its `inProcess`): processes and sessions for the admin API. */
   readonly stdio?: StdioUpstream;
+  /** A federation (also its `inProcess`): its members' state for /readyz and the metrics. */
+  readonly federation?: Federation;
   /** Set for upstreams served in process: stage 5 dispatches to it instead of proxying over HTTP. */
   readonly inProcess?: InProcessUpstream;
   /** Its tools' `x-mcp-header` declarations, as learned from `tools/list` answers (2026 headers). */
@@ -184,12 +187,15 @@ export class Runtime {
     }));
   }
 
-  /** Closes plugins and upstream agents (stdio upstreams are closed by their owner, see StdioCache). */
+  /**
+   * Closes plugins, federations and upstream agents (stdio upstreams are closed by their owner, see
+   * StdioCache). Federations belong to their runtime alone, so they end with it.
+   */
   async close(log: Logger): Promise<void> {
     await closePlugins(this.plugins, log);
     await this.authorization?.close().catch((err: Error) => log.error({ err }, 'authorization server failed to close'));
     for (const list of this.routesByListener.values()) for (const r of list) closeTranslators(r);
-    for (const u of this.upstreams.values()) u.agent.destroy();
+    closeUpstreams(this.upstreams.values(), log);
   }
 }
 
@@ -211,9 +217,13 @@ export async function buildRuntime(
   let built: Awaited<ReturnType<typeof instantiateRoutes>>;
   let authorization: AuthorizationService | undefined;
   try {
+    const federations: Array<[string, FederationUpstreamConfig]> = [];
     for (const [name, cfg] of Object.entries(loaded.config.upstreams)) {
-      upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedStdio }));
+      if ('federation' in cfg) federations.push([name, cfg]);
+      else upstreams.set(name, await buildUpstream(name, cfg, loaded.dir, { ...ctx, startedStdio }));
     }
+    // After every other upstream: a federation is handed its members' targets.
+    for (const [name, cfg] of federations) upstreams.set(name, await buildFederationUpstream(name, cfg, upstreams, ctx.log));
     // Before the plugins: a `jwt` plugin that trusts it needs its keys and registers its resource.
     // Loaded only when configured: it brings password hashing, an OIDC client and the sign-in pages.
     authorization = loaded.config.authorization
@@ -225,7 +235,7 @@ export async function buildRuntime(
     // Nothing of a runtime that never served may outlive it.
     await authorization?.close().catch(() => {});
     await Promise.all([...startedStdio.values()].map((e) => e.upstream.close()));
-    for (const u of upstreams.values()) u.agent.destroy();
+    closeUpstreams(upstreams.values(), ctx.log);
     throw err;
   }
   const routes: CompiledRoute[] = [];
@@ -247,6 +257,19 @@ export async function buildRuntime(
     ctx.log.warn('authorization: no route trusts the authorization server, so it can issue no token; add `authorizationServer: gateway` to the routes\' jwt plugins');
   }
   return new Runtime({ loaded, routes, served, upstreams, plugins: built.flatMap((b) => b.plugins), startedStdio, authorization });
+}
+
+/** Federations first (they use their members' agents), then every agent. */
+function closeUpstreams(upstreams: Iterable<UpstreamTarget>, log: Logger): void {
+  const all = [...upstreams];
+  for (const u of all) {
+    try {
+      u.federation?.close();
+    } catch (err) {
+      log.error({ err, upstream: u.name }, 'federation failed to close');
+    }
+  }
+  for (const u of all) u.agent.destroy();
 }
 
 function compileRoute(route: ResolvedRoute, info: RouteInfo, plugins: Plugin[], upstream: UpstreamTarget, policy: ListenerPolicy): CompiledRoute {

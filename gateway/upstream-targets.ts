@@ -1,10 +1,11 @@
 /**
  * Upstream targets: how the gateway reaches each configured upstream (an HTTP server through its own
- * agent, or a stdio command served in process), with what it learns about each (era, tool headers).
+ * agent, a stdio command or a federation served in process), with what it learns about each (era,
+ * tool headers).
  */
 import http from 'node:http';
 import type { Logger } from 'pino';
-import type { HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from '../config/schema.ts';
+import type { FederationUpstreamConfig, HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from '../config/schema.ts';
 import { ToolHeaders } from './era/tool-headers.ts';
 import { UpstreamEra } from './era/upstream-era.ts';
 import { httpPort, inProcessPort } from './era/upstream-port.ts';
@@ -12,17 +13,22 @@ import type { Era } from './era/versions.ts';
 import type { StdioCache, StdioEntry, UpstreamTarget } from './runtime.ts';
 import { signIdentityHeaders } from './upstream-identity.ts';
 
+/** An HTTP or stdio upstream; federations are built by `buildFederationUpstream`, after these. */
 export async function buildUpstream(
   name: string,
-  cfg: UpstreamConfig,
+  cfg: Exclude<UpstreamConfig, FederationUpstreamConfig>,
   dir: string,
   ctx: StdioContext,
 ): Promise<UpstreamTarget> {
-  // No cap on sockets: every open SSE stream holds one for its whole life, and a capped agent would
-  // queue stream N+1 forever without an error. Idle keep-alive sockets are bounded instead.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const agent = newAgent();
   if ('stdio' in cfg) return buildStdioUpstream(name, cfg.stdio, cfg.era, dir, agent, ctx);
   return buildHttpUpstream(name, cfg, agent);
+}
+
+function newAgent(): http.Agent {
+  // No cap on sockets: every open SSE stream holds one for its whole life, and a capped agent would
+  // queue stream N+1 forever without an error. Idle keep-alive sockets are bounded instead.
+  return new http.Agent({ keepAlive: true, maxSockets: Infinity });
 }
 
 function buildHttpUpstream(name: string, cfg: HttpUpstreamConfig, agent: http.Agent): UpstreamTarget {
@@ -97,5 +103,44 @@ async function buildStdioUpstream(
     port: inProcessPort(upstream),
     stdio: upstream,
     inProcess: upstream,
+  };
+}
+
+/** Where federations seem to live for code that needs a URL base; never dialled, like STDIO_ORIGIN. */
+const FEDERATION_ORIGIN = 'http://federation.invalid';
+
+/**
+ * A federation, in front of its members' targets (built before it, and shared with any route that
+ * names a member directly). Built anew with every runtime: its sessions live in the sealed ids clients
+ * hold, so there is nothing to carry over a reload.
+ */
+export async function buildFederationUpstream(
+  name: string,
+  cfg: FederationUpstreamConfig,
+  built: ReadonlyMap<string, UpstreamTarget>,
+  log: Logger,
+): Promise<UpstreamTarget> {
+  const members = new Map<string, UpstreamTarget>();
+  // The config's cross-checks guarantee each member exists and is no federation.
+  for (const member of Object.keys(cfg.federation.members)) members.set(member, built.get(member)!);
+  // Loaded on demand, as the stdio code: a gateway without federations never loads it.
+  const { createFederation } = await import('./federation/index.ts');
+  const fed = createFederation(name, cfg.federation, { log: log.child({ upstream: name }), members });
+  return {
+    name,
+    kind: 'federation',
+    origin: FEDERATION_ORIGIN,
+    basePath: '/mcp',
+    // Never given a socket; there only because every target has one (Runtime.close destroys them all).
+    agent: newAgent(),
+    // Each member has its own timeouts; the federation adds none on top.
+    timeouts: { connect: 0, firstByte: 0, idle: 0, total: 0 },
+    requestHeaders: () => NO_HEADERS,
+    toolHeaders: new ToolHeaders(),
+    // The federation speaks the 2025 era; 2026 clients reach it through the to-legacy translator.
+    era: new UpstreamEra('2025'),
+    port: inProcessPort(fed),
+    inProcess: fed,
+    federation: fed,
   };
 }

@@ -30,6 +30,8 @@ export const A = {
   route: 'mcpgw.route',
   listener: 'mcpgw.listener',
   upstream: 'mcpgw.upstream',
+  /** `http`, `stdio` or `federation`: in-process upstreams have no server address to name them by. */
+  upstreamKind: 'mcpgw.upstream.kind',
   exchangeId: 'mcpgw.exchange.id',
   tenant: 'mcpgw.tenant',
   refusalCode: 'mcpgw.refusal.code',

@@ -153,7 +153,7 @@ export class ExchangeTrace {
     const run = this.#run;
     const method = run.req.method ?? 'GET';
     const upstream = run.upstream;
-    const attributes: Attributes = { [A.httpMethod]: method, [A.upstream]: upstream.name };
+    const attributes: Attributes = { [A.httpMethod]: method, [A.upstream]: upstream.name, [A.upstreamKind]: upstream.kind };
     if (upstream.kind === 'http') {
       const origin = new URL(upstream.origin);
       attributes[A.serverAddress] = origin.hostname;

@@ -1,0 +1,59 @@
+/**
+ * A 2026-07-28 member (an SDK v2 server, pinned `era: "2026"`) beside a 2025 one: the federation reaches
+ * it through the to-modern translator, holds no session for it, and relays its list changes.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { startTestGateway } from '../helpers/gateway.ts';
+import { authPlugins, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
+import { connectV1, connectV2, textOf } from '../helpers/v2-client.ts';
+import { startV2Server } from '../helpers/v2-server.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { startScriptedMember } from './scripted-member.ts';
+
+test('a 2026 member and a 2025 member behind one endpoint, for clients of both eras', async (t) => {
+  const modern = await startV2Server();
+  const legacy = await startScriptedMember('legacy', ['alpha']);
+  t.after(async () => { await modern.close(); await legacy.close(); });
+  const gw = await startTestGateway(`
+listeners: [{ name: main, host: 127.0.0.1, port: 0 }]
+upstreams:
+  modern: { url: ${modern.url}, era: "2026" }
+  legacy: { url: ${legacy.url} }
+  fed:
+    federation:
+      prefix: always
+      members: { modern: { prefix: m }, legacy: { prefix: l } }
+routes:
+  - { name: fed, listener: main, path: /mcp, upstream: fed, plugins: ${authPlugins()} }
+`, { env: GATEWAY_ENV });
+  t.after(() => gw.close());
+  const url = `${gw.url()}/mcp`;
+  const token = await tokenFor('acme');
+
+  const v1 = await connectV1(url, { token });
+  t.after(() => v1.close());
+  let changes = 0;
+  v1.client.setNotificationHandler(ToolListChangedNotificationSchema, async () => { changes++; });
+  const names = async () => (await v1.client.listTools()).tools.map((x) => x.name);
+  assert.deepEqual((await names()).filter((n) => n.startsWith('l__')), ['l__alpha']);
+  assert.ok((await names()).includes('m__echo'));
+  assert.equal(textOf(await v1.client.callTool({ name: 'm__echo', arguments: { text: 'through two translations' } })), 'through two translations');
+  // The modern member was asked statelessly: no initialize, no session id, its version on every request.
+  assert.ok(modern.seen.length > 0);
+  assert.ok(modern.seen.every((r) => r.headers['mcp-session-id'] === undefined));
+  assert.ok(!modern.seen.some((r) => (r.body as { method?: string } | undefined)?.method === 'initialize'));
+
+  // The client's GET stream follows the modern member's subscriptions/listen stream.
+  await waitFor(() => modern.seen.some((r) => (r.body as { method?: string } | undefined)?.method === 'subscriptions/listen'), 'the federation listens to the modern member');
+  modern.addTool('fresh');
+  await waitFor(() => changes > 0, 'tools list_changed reaches the 2025 client');
+  assert.ok((await names()).includes('m__fresh'), 'the cached listing was dropped');
+
+  const v2 = await connectV2(url, { token, mode: 'pin-2026' });
+  t.after(() => v2.close());
+  assert.equal(v2.era, 'modern');
+  assert.equal(textOf(await v2.client.callTool({ name: 'l__alpha', arguments: {} })), 'legacy ran alpha {}');
+  assert.equal(textOf(await v2.client.callTool({ name: 'm__fresh', arguments: {} })), 'fresh called');
+});

@@ -167,6 +167,10 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   }
 
   function get(call: UpstreamCall): UpstreamResponse {
+    if (typeof call.headers['mcp-session-id'] !== 'string') {
+      // What a legacy HTTP+SSE (2024-11-05) client opens first: say plainly that this is not served.
+      return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'a federated server speaks Streamable HTTP (MCP 2025-03-26 and later) only: POST initialize to this URL; there is no legacy HTTP+SSE stream here' } }, { allow: 'POST, DELETE' });
+    }
     const opened = sessionOf(call);
     if (!('fs' in opened)) return opened;
     const { fs, state } = opened;

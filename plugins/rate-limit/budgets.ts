@@ -8,6 +8,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { compileWildcards, type WildcardMatcher } from '../../gateway/wildcard.ts';
 import type { LimitConfig, RateLimitConfig } from './config.ts';
 
 /** A limit with the budget that applies to one tenant (the limit's own, or that tenant's override). */
@@ -30,6 +31,8 @@ export type SpendResult =
 /** The limiters of one limit: the default budget and one per tenant with an override. */
 interface LimitCounters {
   config: LimitConfig;
+  /** `match.tools` compiled (wildcards: `graphs__*` is every tool of one federation member). */
+  tools: WildcardMatcher | undefined;
   base: Counter;
   byTenant: Map<string, Counter>;
 }
@@ -77,6 +80,7 @@ export class Budgets {
       }
       this.#counters.set(limit.name, {
         config: limit,
+        tools: limit.match.tools ? compileWildcards(limit.match.tools) : undefined,
         base: this.#counter({ name: limit.name, points: limit.points, windowMs: limit.duration }, prefix),
         byTenant,
       });
@@ -109,9 +113,9 @@ export class Budgets {
   /** The limits a JSON-RPC request counts against, in configuration order. */
   matching(method: string, tool: string | undefined): LimitConfig[] {
     const out: LimitConfig[] = [];
-    for (const { config: l } of this.#counters.values()) {
+    for (const { config: l, tools } of this.#counters.values()) {
       if (l.match.method !== undefined && l.match.method !== method) continue;
-      if (l.match.tools && (method !== 'tools/call' || tool === undefined || !l.match.tools.includes(tool))) continue;
+      if (tools && (method !== 'tools/call' || tool === undefined || !tools(tool))) continue;
       out.push(l);
     }
     return out;

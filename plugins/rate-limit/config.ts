@@ -32,7 +32,10 @@ export const LimitSchema = z.strictObject({
     .strictObject({
       /** JSON-RPC method, e.g. `tools/call` or `tools/list`. Default: any method. */
       method: z.string().min(1).optional(),
-      /** Tool names (for `tools/call`, compared to `params.name`). Default: any tool. */
+      /**
+       * Tool names (for `tools/call`, compared to `params.name`); `*` and `?` are wildcards, so
+       * `graphs__*` is every tool of one federation member (docs/federation.md). Default: any tool.
+       */
       tools: z.array(z.string().min(1)).min(1).optional(),
     })
     .refine((m) => !m.tools || m.method === undefined || m.method === 'tools/call', 'tools only apply to method tools/call')

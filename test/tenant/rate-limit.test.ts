@@ -110,6 +110,18 @@ test('tenants have separate budgets; per-tenant overrides; tool limits tighter t
   assert.equal(v.data!.limit, 'query');
 });
 
+test('tool limits take wildcards: one budget for every tool of a federation member', async () => {
+  const p = await build(rateLimit, {
+    limits: [{ name: 'graphs', points: 2, duration: '1m', match: { method: 'tools/call', tools: ['graphs__*'] } }],
+  });
+  const graphs = [call('graphs__query_graph', {}), call('graphs__list_graphs', {}), call('graphs__delete_graph', {})];
+  let i = 0;
+  const spent = refusals(await burst(p, 3, 'acme', () => graphs[i++]));
+  assert.equal(spent.length, 1, 'two graph tools pass, the third is over the shared budget');
+  assert.equal(spent[0].data!.limit, 'graphs');
+  assert.equal(refusals(await burst(p, 3, 'acme', () => call('mem__read_graph', {}))).length, 0, 'other members\' tools are not counted');
+});
+
 test('allowed responses carry the remaining budget', async () => {
   const p = await build(rateLimit, {
     limits: [

@@ -30,6 +30,7 @@ export const LIST_KINDS: Readonly<Record<string, ListKind>> = {
 
 /** A merged listing: what the client is shown, and where each name or URI leads. */
 export interface Table {
+  /** What the client is shown (empty in the copy a session remembers). */
   items: Record<string, unknown>[];
   byName: Map<string, MemberName>;
   /** Resources: URI → member. Templates: their patterns, in member order. */
@@ -81,7 +82,9 @@ export async function listAll(ctx: ListContext, call: UpstreamCall, session: Fed
     }
     if (typeof e.item.uriTemplate === 'string') table.templates.push({ member: e.member, uriTemplate: e.item.uriTemplate, pattern: templatePattern(e.item.uriTemplate) });
   }
-  state.tables.set(kind.method, table);
+  // Only the routes are remembered per session (a session may live long, and there may be many);
+  // the items themselves go to the client and are forgotten.
+  state.tables.set(kind.method, { ...table, items: [] });
   return table;
 }
 

@@ -67,7 +67,14 @@ export async function relay(res: UpstreamResponse, member: string, maxMessageByt
       onEnd();
     }
   }
-  return eventStream(res.statusCode, async function* () {
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    res.destroy();
+    onEnd();
+  };
+  const out = eventStream(res.statusCode, async function* () {
     try {
       for await (const data of eventData(res, maxMessageBytes)) {
         let message: unknown;
@@ -79,10 +86,12 @@ export async function relay(res: UpstreamResponse, member: string, maxMessageByt
         yield messageEvent(JSON.stringify(outward(member, message)));
       }
     } finally {
-      res.destroy();
-      onEnd();
+      end();
     }
   });
+  // A client gone before the first read never starts the generator: its finally would never run.
+  out.once('close', end);
+  return out;
 }
 
 /**

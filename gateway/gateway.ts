@@ -15,11 +15,11 @@ import { Listeners, type ListenerPlan } from './listeners.ts';
 import { createLogger } from './logger.ts';
 import { attachProxyEvents, type ExchangeObserver, type ProxyEnv } from './proxy.ts';
 import { buildRuntime, type Runtime, type StdioCache } from './runtime.ts';
-import { adoptStdio, connectSharedServices, sessionSealer } from './services.ts';
+import { adoptStdio, connectSharedServices, endFederationSession, sessionSealer } from './services.ts';
 import { SessionRegistry } from './sessions.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { startAdminServer } from './admin.ts';
-import { httpProbe, probeOptionsFor, redisProbe, type ReadinessCheck } from './health.ts';
+import { runtimeReadinessChecks, type ReadinessCheck } from './health.ts';
 import { warnUnreachableUpstreams } from './startup-check.ts';
 import { bannerInfoFromConfig, formatBanner } from './banner.ts';
 import { startTracing } from './tracing/setup.ts';
@@ -100,17 +100,7 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
       onStdioSessionEnded: (upstream, id) => sessions.forgetUpstream(upstream, id),
     });
 
-  const readiness = (): ReadinessCheck[] => {
-    const checks: ReadinessCheck[] = [];
-    if (!runtime) return checks;
-    for (const u of runtime.upstreams.values()) {
-      const stdioUpstream = u.stdio;
-      if (stdioUpstream) checks.push({ name: `upstream:${u.name}`, check: async () => stdioUpstream.probe() });
-      else checks.push({ name: `upstream:${u.name}`, check: httpProbe(u.origin + (u.basePath || '/'), 2000, probeOptionsFor(u)) });
-    }
-    if (shared.redis) checks.push({ name: 'redis', check: redisProbe(shared.redis) });
-    return checks;
-  };
+  const readiness = (): ReadinessCheck[] => (runtime ? runtimeReadinessChecks(runtime, shared.redis) : []);
 
   // The admin listener comes up first, so that it answers (not ready yet) as soon as anything does.
   const adminCfg = loaded.config.admin;
@@ -123,10 +113,11 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
         log: log.child({ component: 'admin' }),
         sources: {
           sessions: () => sessions.list((upstream, upstreamSessionId) => stdio.get(upstream)?.upstream.processOf(upstreamSessionId)),
-          // A stdio upstream's session is ended in process; an HTTP upstream's with a DELETE.
+          // A stdio upstream's or a federation's session is ended in process; an HTTP upstream's with a DELETE.
           endSession: (id) => sessions.end(id, (upstream, upstreamSessionId) => {
             const entry = stdio.get(upstream);
-            if (!entry) return false;
+            const target = runtime?.upstreams.get(upstream);
+            if (!entry) return target !== undefined && endFederationSession(target, upstreamSessionId);
             entry.upstream.endSession(upstreamSessionId);
             return true;
           }),
@@ -179,6 +170,8 @@ export async function startGateway(opts: StartOptions): Promise<RunningGateway> 
     throw err;
   }
   metrics.setProcessSource(() => [...runtime!.upstreams.values()].flatMap((u) => u.stdio?.processes() ?? []));
+  metrics.setFederationSource(() => [...runtime!.upstreams.values()].flatMap((u) =>
+    u.federation?.status().map((m) => ({ upstream: u.name, member: m.member, ok: m.ok })) ?? []));
 
   log.info(formatBanner(bannerInfoFromConfig(loaded.config, {
     configPath: loaded.source,

@@ -6,6 +6,10 @@
  * credential (upstream-auth.ts decides when a 401/403 means that); a stdio command that exists and is
  * executable is spawnable. Probes have no side effects: no MCP session is opened, no child is started,
  * no body is sent (the FalkorDB MCP server dies on one malformed POST).
+ *
+ * A federation's check reads what its members last did (it probes nothing itself). An upstream that
+ * serves only as a federation member, with no route of its own, cannot make the gateway unready: its
+ * federation answers without it. Its failing check is listed as `degraded` instead.
  */
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
@@ -15,7 +19,8 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { GatewayConfig } from '../config/schema.ts';
 import { describeNetError } from './net-error.ts';
-import type { UpstreamTarget } from './runtime.ts';
+import type { Federation } from './federation/index.ts';
+import type { Runtime, UpstreamTarget } from './runtime.ts';
 import { authRemedy, describeAuthFailure, gatewayAuthFailure } from './upstream-auth.ts';
 
 export interface CheckResult {
@@ -24,17 +29,22 @@ export interface CheckResult {
   reason?: string;
   /** Extra information on success (e.g. the status an HTTP upstream answered). */
   detail?: string;
+  /** Working, but not wholly (a federation with some members failing). */
+  degraded?: boolean;
 }
 
 export interface ReadinessCheck {
   /** e.g. `upstream:falkordb`, `redis`, `config`. */
   name: string;
+  /** Its failure degrades the gateway without making it unready (an upstream used only as a member). */
+  degradesOnly?: boolean;
   check(): Promise<CheckResult>;
 }
 
 export interface ReadinessReport {
   ready: boolean;
-  checks: Array<{ name: string; ok: boolean; reason?: string; detail?: string; ms: number }>;
+  /** `degraded`: failing or partly failing, but not counted against `ready`. */
+  checks: Array<{ name: string; ok: boolean; degraded?: boolean; reason?: string; detail?: string; ms: number }>;
 }
 
 export interface HttpProbeOptions {
@@ -171,16 +181,65 @@ export async function runReadiness(checks: readonly ReadinessCheck[], timeoutMs:
       } finally {
         clearTimeout(timer);
       }
+      const ok = result.ok === true;
+      const degraded = ok ? result.degraded === true : c.degradesOnly === true;
       return {
         name: c.name,
-        ok: result.ok === true,
+        ok,
+        ...(degraded && { degraded }),
         ...(result.reason !== undefined && { reason: result.reason }),
         ...(result.detail !== undefined && { detail: result.detail }),
         ms: Math.round(performance.now() - started),
       };
     }),
   );
-  return { ready: results.every((r) => r.ok), checks: results };
+  return { ready: results.every((r) => r.ok || r.degraded === true), checks: results };
+}
+
+/**
+ * Ready while at least one member answers (a federation lists what its answering members have):
+ * `2 of 3 members answering; degraded: graphs (timed out after 5000 ms)`.
+ */
+export function federationProbe(fed: Pick<Federation, 'status'>): ReadinessCheck['check'] {
+  return async () => {
+    const members = fed.status();
+    const failing = members.filter((m) => !m.ok);
+    const answering = members.length - failing.length;
+    const summary = `${answering} of ${members.length} members answering`;
+    if (failing.length === 0) return { ok: true, detail: summary };
+    const text = `${summary}; degraded: ${failing.map((m) => (m.reason ? `${m.member} (${m.reason})` : m.member)).join(', ')}`;
+    return answering > 0 ? { ok: true, degraded: true, detail: text } : { ok: false, reason: text };
+  };
+}
+
+/**
+ * Upstreams that serve only as federation members: named by a federation, by no route. Their failure
+ * degrades their federations; the gateway stays ready (unless a federation has no member left).
+ */
+export function memberOnlyUpstreams(config: Pick<GatewayConfig, 'upstreams' | 'routes'>): Set<string> {
+  const direct = new Set(config.routes.map((r) => r.upstream));
+  const members = new Set<string>();
+  for (const u of Object.values(config.upstreams)) {
+    if ('federation' in u) for (const m of Object.keys(u.federation.members)) if (!direct.has(m)) members.add(m);
+  }
+  return members;
+}
+
+/** The checks of a running gateway: its runtime's upstreams as built, and Redis when connected. */
+export function runtimeReadinessChecks(runtime: Pick<Runtime, 'upstreams' | 'loaded'>, redis: Redis | undefined, probeTimeoutMs = 2000): ReadinessCheck[] {
+  const checks: ReadinessCheck[] = [];
+  const memberOnly = memberOnlyUpstreams(runtime.loaded.config);
+  for (const u of runtime.upstreams.values()) {
+    const { stdio, federation } = u;
+    const check = federation
+      ? federationProbe(federation)
+      : stdio
+        ? async () => stdio.probe()
+        : httpProbe(u.origin + (u.basePath || '/'), probeTimeoutMs, probeOptionsFor(u));
+    checks.push({ name: `upstream:${u.name}`, ...(memberOnly.has(u.name) && { degradesOnly: true }), check });
+  }
+  if (redis) checks.push({ name: 'redis', check: redisProbe(redis) });
+  return checks;
 }
 
 /**
@@ -188,18 +247,24 @@ export async function runReadiness(checks: readonly ReadinessCheck[], timeoutMs:
  * configured. `pathDirs` must be the folders the stdio spawner searches, in its order.
  */
 export function readinessChecksFor(
-  config: Pick<GatewayConfig, 'upstreams'>,
+  config: Pick<GatewayConfig, 'upstreams' | 'routes'>,
   opts: { configDir: string; pathDirs: readonly string[]; probeTimeoutMs: number; redis?: Redis },
 ): ReadinessCheck[] {
   const checks: ReadinessCheck[] = [];
+  const memberOnly = memberOnlyUpstreams(config);
   for (const [name, upstream] of Object.entries(config.upstreams)) {
+    let check: ReadinessCheck['check'];
     if ('url' in upstream) {
-      const probe = httpProbe(upstream.url, opts.probeTimeoutMs, { upstream: name, headers: upstream.headers, signsIdentity: upstream.identity !== undefined });
-      checks.push({ name: `upstream:${name}`, check: probe });
-    } else {
+      check = httpProbe(upstream.url, opts.probeTimeoutMs, { upstream: name, headers: upstream.headers, signsIdentity: upstream.identity !== undefined });
+    } else if ('stdio' in upstream) {
       const cwd = upstream.stdio.cwd ? path.resolve(opts.configDir, upstream.stdio.cwd) : opts.configDir;
-      checks.push({ name: `upstream:${name}`, check: commandProbe(upstream.stdio.command, opts.pathDirs, cwd) });
+      check = commandProbe(upstream.stdio.command, opts.pathDirs, cwd);
+    } else {
+      // Without a running federation there is no member state to read; its members have their own checks.
+      const count = Object.keys(upstream.federation.members).length;
+      check = async () => ({ ok: true, detail: `a federation of ${count} members, each checked as its own upstream` });
     }
+    checks.push({ name: `upstream:${name}`, ...(memberOnly.has(name) && { degradesOnly: true }), check });
   }
   if (opts.redis) checks.push({ name: 'redis', check: redisProbe(opts.redis) });
   return checks;

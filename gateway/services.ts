@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConfigError, type LoadedConfig } from '../config/load.ts';
 import type { SharedServices } from './contract.ts';
-import type { Runtime, StdioCache } from './runtime.ts';
+import type { Runtime, StdioCache, UpstreamTarget } from './runtime.ts';
 import { SessionSealer } from './session-seal.ts';
 import type { StdioUpstream } from './stdio/upstream.ts';
 
@@ -65,4 +65,26 @@ export function adoptStdio(cache: StdioCache, runtime: Runtime): StdioUpstream[]
     }
   }
   return retired;
+}
+
+/**
+ * Ends a federation's session for the admin API (`DELETE /admin/sessions/{id}`) the way a client's
+ * DELETE would, in process: a federation has no address to send one to, and its session id is all it
+ * needs to end its members' sessions. Best effort, as the DELETE to an HTTP upstream: no answer awaited.
+ */
+export function endFederationSession(target: UpstreamTarget, upstreamSessionId: string): boolean {
+  const fed = target.federation;
+  if (!fed) return false;
+  const call = {
+    method: 'DELETE',
+    pathAndQuery: target.basePath,
+    headers: { 'mcp-session-id': upstreamSessionId },
+    body: undefined,
+    principal: undefined,
+    signal: AbortSignal.timeout(5_000),
+  };
+  void Promise.resolve()
+    .then(() => fed.dispatch(call))
+    .then((res) => res.resume(), () => undefined);
+  return true;
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../config/load.ts';
+import type { FederationUpstreamConfig } from '../../config/schema.ts';
 import { bannerInfoFromConfig, formatBanner } from '../../gateway/banner.ts';
 import { checkConfig } from '../../gateway/check.ts';
 import type { Federation } from '../../gateway/federation/index.ts';
@@ -101,7 +102,8 @@ describe('where upstreams are described by kind', () => {
       text,
       /^ {2}workspace +federation +members: everything, memory \(tenants acme, lab-\*; scopes notes\) +names prefixed always: everything__, mem__$/m,
     );
-    const never = { ...config, upstreams: { ...config.upstreams, workspace: { federation: { ...(config.upstreams.workspace as { federation: never }).federation, prefix: 'never' as const } } } };
+    const fed = config.upstreams.workspace as FederationUpstreamConfig;
+    const never = { ...config, upstreams: { ...config.upstreams, workspace: { federation: { ...fed.federation, prefix: 'never' as const } } } };
     assert.match(formatBanner(bannerInfoFromConfig(never, { configPath: 'g.yaml', listenerUrls: {} })).join('\n'), /^ {2}workspace +federation +members: .* +names never prefixed$/m);
   });
 

@@ -46,7 +46,9 @@ test('the YAML examples in the README are valid gateway config fragments', async
     const config = Array.isArray(fragment.plugins)
       ? { listeners: [{ name: 'l', port: 0 }], upstreams: { u: { url: 'http://127.0.0.1:1' } }, routes: [{ listener: 'l', path: '/mcp', upstream: 'u', plugins: fragment.plugins }] }
       : { listeners: [{ name: 'l', port: 0 }], upstreams: fragment.upstreams, routes: [{ listener: 'l', path: '/mcp', upstream: Object.keys(fragment.upstreams as object)[0] }] };
-    const loaded = parseConfig(JSON.stringify(config), { env: {}, source: 'README.md', dir: root });
+    // An example may name secrets by variable (`${FALKORDB_MCP_KEY}`), as an operator should write them.
+    const env = Object.fromEntries([...block.matchAll(/\$\{([A-Z0-9_]+)\}/g)].map((m) => [m[1], 'set']));
+    const loaded = parseConfig(JSON.stringify(config), { env, source: 'README.md', dir: root });
     await resolvePlugins(loaded);
   }
 });

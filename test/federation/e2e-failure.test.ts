@@ -1,5 +1,6 @@
 /**
- * A member that fails: `nowhere` points at a port nobody listens on from the start; FalkorDB (`graphs`)
+ * A member that fails: `nowhere` points at a port nobody listens on from the start, `hung` accepts
+ * connections and never answers (listTimeout bounds it); FalkorDB (`graphs`)
  * is killed in the middle of a test. Listings go on with the other members (the failing member's names
  * vanish), calls to the others work, a call to the failing member is a JSON-RPC error carrying the
  * request's id (never a hang: every raw request has a deadline), and the gateway log warns naming the
@@ -79,6 +80,41 @@ describe('a federation member down from the start', () => {
     const r = await federationReadiness(fg);
     assert.ok(r.check, `a check for the federation "workspace" in /readyz: ${r.body}`);
     assert.match(r.check, /nowhere/);
+  });
+});
+
+describe('a federation member that accepts connections and never answers', () => {
+  let m: Members;
+  let fg: FederationGateway;
+  before(async () => {
+    m = await startMembers();
+    fg = await startFederation(m, { prefix: 'always', listTimeout: '2s', members: { everything: {}, hung: {}, memory: { prefix: 'mem' } } });
+  });
+  after(async () => {
+    await fg?.close();
+    await m?.close();
+  });
+
+  test('listings go on without it, and a call to it is a JSON-RPC error with the id', async () => {
+    const s = await openRawSession(fg.url, await tokenFor('acme'));
+    try {
+      const list = await rawRequest(s, 'tools/list');
+      assert.equal(list.reply?.id, list.id, list.text);
+      const names: string[] = (list.reply?.result?.tools ?? []).map((t: { name: string }) => t.name);
+      assert.ok(names.includes('everything__echo') && names.includes('mem__read_graph'), `${names}`);
+      assert.deepEqual(names.filter((n) => n.startsWith('hung__')), []);
+
+      const call = await rawRequest(s, 'tools/call', { name: 'hung__echo', arguments: { message: 'x' } });
+      assert.ok(call.reply, `an answer to id ${call.id} (HTTP ${call.status}: ${call.text})`);
+      assert.equal(call.reply.id, call.id);
+      assert.equal(typeof call.reply.error?.code, 'number', JSON.stringify(call.reply));
+
+      const echo = await rawRequest(s, 'tools/call', { name: 'everything__echo', arguments: { message: 'unblocked' } });
+      assert.equal(textOf(echo.reply?.result), 'Echo: unblocked', echo.text);
+      await waitFor(() => warnsAbout(fg, 'hung'), 'a gateway warning naming the member "hung"');
+    } finally {
+      await closeRawSession(s);
+    }
   });
 });
 

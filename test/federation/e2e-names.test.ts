@@ -97,6 +97,32 @@ describe('federation names', { skip: redis.ok ? false : redis.reason }, () => {
     });
   });
 
+  describe('prefix: always, completions', () => {
+    let fg: FederationGateway;
+    before(async () => {
+      fg = await startFederation(m, { prefix: 'always', members: { everything: {}, memory: { prefix: 'mem' } } });
+    });
+    after(async () => { await fg?.close(); });
+
+    test('completion/complete routes a prefixed prompt by name and a resource template by URI', async () => {
+      const { client } = await fg.v1('acme');
+      const dept = await client.complete({ ref: { type: 'ref/prompt', name: 'everything__completable-prompt' }, argument: { name: 'department', value: 'Eng' } });
+      assert.deepEqual(dept.completion.values, ['Engineering']);
+      const lead = await client.complete({
+        ref: { type: 'ref/prompt', name: 'everything__completable-prompt' },
+        argument: { name: 'name', value: '' },
+        context: { arguments: { department: 'Sales' } },
+      });
+      assert.deepEqual(lead.completion.values, ['David', 'Eve', 'Frank']);
+      const id = await client.complete({ ref: { type: 'ref/resource', uri: 'demo://resource/dynamic/text/{resourceId}' }, argument: { name: 'resourceId', value: '12' } });
+      assert.deepEqual(id.completion.values, ['12']);
+      const prompt = await client.getPrompt({ name: 'everything__completable-prompt', arguments: { department: 'Sales', name: 'Eve' } });
+      assert.deepEqual(prompt.messages[0].content, { type: 'text', text: 'Please promote Eve to the head of the Sales team.' });
+      const sent = m.everythingWire.sent('completion/complete').map((c) => c.params.ref.name ?? c.params.ref.uri);
+      assert.deepEqual(sent.slice(-3), ['completable-prompt', 'completable-prompt', 'demo://resource/dynamic/text/{resourceId}']);
+    });
+  });
+
   describe('a separator of its own', () => {
     let fg: FederationGateway;
     before(async () => {

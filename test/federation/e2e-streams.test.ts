@@ -3,12 +3,13 @@
  * were read from its package, and are checked against the listing): progress notifications for a
  * call carrying a progressToken, an elicitation request answered by the client, cancellation of a long
  * call, and `notifications/resources/list_changed` (server-everything registers a session resource, and
- * announces it on its GET stream, when `gzip-file-as-resource` runs). All through a 2025 client (SDK v1).
+ * announces it on its GET stream, when `gzip-file-as-resource` runs) and resource subscriptions. All
+ * through a 2025 client (SDK v1).
  */
 import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { ResourceListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ResourceListChangedNotificationSchema, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { waitFor } from '../helpers/wait.ts';
 import type { ElicitParams } from '../helpers/v2-client.ts';
 import { startFederation, startMembers, textOf, toolNames, type FederationGateway, type Members } from './fixtures.ts';
@@ -136,5 +137,48 @@ describe('progress, elicitation, cancellation and list_changed through a federat
     const read = await client.readResource({ uri });
     const blob = (read.contents[0] as { blob?: string }).blob;
     assert.equal(gunzipSync(Buffer.from(blob ?? '', 'base64')).toString('utf8'), 'hello from the federation');
+  });
+
+  test('resources/subscribe is routed by URI, and the member\'s notifications/resources/updated reaches the subscriber', async () => {
+    const { client } = await v1();
+    const uri = 'demo://resource/static/document/features.md';
+    const updated: string[] = [];
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => { updated.push(n.params.uri); });
+    await client.subscribeResource({ uri });
+    assert.ok(m.everythingWire.sent('resources/subscribe').some((x) => x.params.uri === uri), 'server-everything got the subscription');
+    // server-everything sends one update at once, then one every 5 s, until toggled off.
+    const on = await client.callTool({ name: 'everything__toggle-subscriber-updates', arguments: {} });
+    assert.match(textOf(on), /Started simulated resource updated notifications/);
+    try {
+      await waitFor(() => updated.includes(uri), `notifications/resources/updated for ${uri}`, 60_000);
+      assert.deepEqual([...new Set(updated)], [uri]);
+    } finally {
+      assert.match(textOf(await client.callTool({ name: 'everything__toggle-subscriber-updates', arguments: {} })), /Stopped simulated resource updates/);
+      await client.unsubscribeResource({ uri });
+    }
+  });
+
+  test('a member\'s list_changed reaches only the client whose member session changed (another tenant\'s sees none)', async () => {
+    const acme = (await v1()).client;
+    const globex = (await fg.v1('globex')).client;
+    const counts = { acme: 0, globex: 0 };
+    acme.setNotificationHandler(ResourceListChangedNotificationSchema, () => { counts.acme++; });
+    globex.setNotificationHandler(ResourceListChangedNotificationSchema, () => { counts.globex++; });
+    await waitFor(() => m.everythingWire.requests.filter((r) => r.method === 'GET' && r.status === 200 && !r.ended).length >= 2,
+      'GET streams open on server-everything for both sessions', 60_000);
+    const gzip = (c: typeof acme, name: string) => c.callTool({
+      name: GZIP,
+      arguments: { name, data: `data:text/plain;base64,${Buffer.from(name).toString('base64')}`, outputType: 'resourceLink' },
+    });
+
+    await gzip(acme, 'acme-only.txt.gz');
+    await waitFor(() => counts.acme > 0, 'acme\'s list_changed', 60_000);
+    await gzip(globex, 'globex-only.txt.gz');
+    await waitFor(() => counts.globex > 0, 'globex\'s list_changed', 60_000);
+    assert.equal(counts.globex, 1, 'globex got its own notification, not acme\'s');
+
+    const seen = (await globex.listResources()).resources.map((r) => r.uri);
+    assert.ok(seen.includes('demo://resource/session/globex-only.txt.gz'), `${seen}`);
+    assert.ok(!seen.includes('demo://resource/session/acme-only.txt.gz'), `${seen}`);
   });
 });

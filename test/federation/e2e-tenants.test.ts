@@ -59,6 +59,9 @@ describe('federation per tenant', { skip: redis.ok ? false : redis.reason }, () 
       const read = await rawRequest(s, 'resources/read', { uri: 'graph://listing' });
       assert.equal(read.reply?.id, read.id, read.text);
       assert.ok(read.reply?.error, `graph://listing is not readable by globex: ${read.text}`);
+      const prompt = await rawRequest(s, 'prompts/get', { name: 'graphs__user_setup', arguments: {} });
+      assert.equal(prompt.reply?.id, prompt.id, prompt.text);
+      assert.ok(prompt.reply?.error, `graphs__user_setup is not a prompt for globex: ${prompt.text}`);
     } finally {
       await closeRawSession(s);
     }
@@ -110,5 +113,45 @@ describe('federation per tenant', { skip: redis.ok ? false : redis.reason }, () 
     assert.doesNotMatch(acmeFile, /globex/);
     assert.match(globexFile, /globex-roadmap/);
     assert.doesNotMatch(globexFile, /acme/);
+  });
+});
+
+describe('federation members limited by tenant pattern and by scope (default naming)', { skip: redis.ok ? false : redis.reason }, () => {
+  let m: Members;
+  let fg: FederationGateway;
+  before(async () => {
+    m = await startMembers({ graphs: true });
+    fg = await startFederation(m, {
+      members: { everything: {}, memory: { tenants: ['ac*'] }, graphs: { scopes: ['graphs:use'] } },
+    });
+  });
+  after(async () => {
+    await fg?.close();
+    await m?.close();
+  });
+
+  test('a member is shown only to matching tenants and to callers holding one of its scopes', async () => {
+    const plain = await toolNames((await fg.v1('acme')).client);
+    assert.ok(plain.includes('echo') && plain.includes('read_graph'), `acme matches "ac*": ${plain}`);
+    assert.ok(!plain.includes('list_graphs'), `no graphs without the scope: ${plain}`);
+
+    const scoped = await toolNames((await fg.v1('acme', { scope: 'openid graphs:use' })).client);
+    assert.ok(scoped.includes('list_graphs') && scoped.includes('read_graph'), `${scoped}`);
+
+    const globex = await fg.v1('globex', { scope: 'graphs:use' });
+    const names = await toolNames(globex.client);
+    assert.ok(names.includes('echo') && names.includes('list_graphs'), `${names}`);
+    assert.ok(!names.includes('read_graph'), `globex does not match "ac*": ${names}`);
+    await assert.rejects(globex.client.callTool({ name: 'read_graph', arguments: {} }), /unknown tool/i);
+  });
+
+  test('a hidden member is not reachable by its prefixed name either', async () => {
+    const { client } = await fg.v1('acme');
+    for (const name of ['list_graphs', 'graphs__list_graphs']) {
+      await assert.rejects(client.callTool({ name, arguments: {} }), /unknown tool/i, name);
+    }
+    const globex = await fg.v1('globex');
+    await assert.rejects(globex.client.callTool({ name: 'memory__read_graph', arguments: {} }), /unknown tool/i);
+    assert.deepEqual(m.graphsWire!.sent('tools/call'), [], 'nothing reached FalkorDB');
   });
 });

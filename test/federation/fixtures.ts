@@ -7,6 +7,8 @@
  * server-everything and FalkorDB are reached through recording forwarders (fixtures-raw.ts), so a test
  * can check what reached a member, and what never did.
  */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { GATEWAY_ENV, authPlugins, tokenFor } from '../helpers/hs256-auth.ts';
@@ -26,13 +28,15 @@ export const GRAPHS_API_KEY = 'graphs-key-0123456789abcdef';
  * - `everything`, `everything2`: the same server-everything (two names, so every tool collides);
  * - `memory`: server-memory on stdio, one process and one file per tenant;
  * - `graphs`: @falkordb/mcpserver (needs Redis);
- * - `nowhere`: a URL on a port nobody listens on (a name no log message contains by chance).
+ * - `nowhere`: a URL on a port nobody listens on (a name no log message contains by chance);
+ * - `hung`: a server that accepts connections and never answers.
  */
-export type MemberName = 'everything' | 'everything2' | 'memory' | 'graphs' | 'nowhere';
+export type MemberName = 'everything' | 'everything2' | 'memory' | 'graphs' | 'nowhere' | 'hung';
 
 export interface MemberOptions {
   prefix?: string;
   tenants?: string[];
+  scopes?: string[];
 }
 
 export interface FederationOptions {
@@ -56,6 +60,8 @@ export interface Members {
   memoryBin: string;
   /** A port nothing listens on. */
   downPort: number;
+  /** A port that accepts connections and never answers. */
+  hungPort: number;
   /** Kills FalkorDB and closes its forwarder: from then on the member refuses connections. */
   killGraphs(): Promise<void>;
   close(): Promise<void>;
@@ -78,6 +84,7 @@ export async function startMembers(opts: { graphs?: boolean } = {}): Promise<Mem
     throw err;
   }
   const downPort = await freePort();
+  const { server: hung, port: hungPort } = await startHungServer();
   return {
     everything,
     everythingWire,
@@ -85,13 +92,36 @@ export async function startMembers(opts: { graphs?: boolean } = {}): Promise<Mem
     graphsWire,
     memoryBin: packageBin('@modelcontextprotocol/server-memory'),
     downPort,
+    hungPort,
     async killGraphs() {
       if (falkor) await stopChild(falkor.child);
       await graphsWire?.close();
     },
     async close() {
-      await Promise.all([everythingWire.close(), graphsWire?.close()]);
+      await Promise.all([everythingWire.close(), graphsWire?.close(), hung.close()]);
       await Promise.all([everything.close(), falkor?.close()]);
+    },
+  };
+}
+
+/** Accepts TCP connections, reads and never writes; close() drops them all. */
+async function startHungServer(): Promise<{ server: { close(): Promise<void> }; port: number }> {
+  const sockets = new Set<Socket>();
+  const srv: Server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+    s.resume();
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as AddressInfo).port;
+  return {
+    port,
+    server: {
+      close: () => new Promise<void>((resolve) => {
+        srv.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
     },
   };
 }
@@ -106,6 +136,8 @@ function upstreamYaml(name: MemberName, m: Members): string {
     case 'graphs':
       if (!m.graphsWire) throw new Error('the graphs member needs startMembers({ graphs: true })');
       return `  graphs: { url: ${m.graphsWire.url}/mcp, headers: { Authorization: "Bearer ${GRAPHS_API_KEY}" } }`;
+    case 'hung':
+      return `  hung: { url: http://127.0.0.1:${m.hungPort}/mcp }`;
     case 'nowhere':
       return `  nowhere: { url: http://127.0.0.1:${m.downPort}/mcp }`;
   }
@@ -115,6 +147,7 @@ function memberYaml(opts: MemberOptions): string {
   const parts: string[] = [];
   if (opts.prefix !== undefined) parts.push(`prefix: ${opts.prefix}`);
   if (opts.tenants) parts.push(`tenants: [${opts.tenants.join(', ')}]`);
+  if (opts.scopes) parts.push(`scopes: [${opts.scopes.map((x) => `"${x}"`).join(', ')}]`);
   return parts.length ? `{ ${parts.join(', ')} }` : '{}';
 }
 
@@ -149,9 +182,9 @@ export interface FederationGateway {
   /** The federated endpoint, `http://127.0.0.1:PORT/mcp`. */
   url: string;
   /** A 2025 client (SDK v1, one session) of this tenant; closed with the gateway. */
-  v1(tenant: string, opts?: { onElicit?: ElicitHandler }): Promise<V1Connection>;
+  v1(tenant: string, opts?: { onElicit?: ElicitHandler; scope?: string }): Promise<V1Connection>;
   /** A 2026-07-28 client (SDK v2, pinned: no fallback), closed with the gateway. */
-  v2(tenant: string, opts?: { onElicit?: ElicitHandler }): Promise<V2Connection>;
+  v2(tenant: string, opts?: { onElicit?: ElicitHandler; scope?: string }): Promise<V2Connection>;
   /** Warning (or worse) log lines the gateway wrote, minus the start-up reachability check's. */
   warnings(): Array<Record<string, unknown>>;
   close(): Promise<void>;
@@ -165,12 +198,12 @@ export async function startFederation(m: Members, opts: FederationOptions): Prom
     tg,
     url,
     async v1(tenant, o = {}) {
-      const c = await connectV1(url, { token: await tokenFor(tenant), onElicit: o.onElicit, name: `v1-${tenant}` });
+      const c = await connectV1(url, { token: await tokenFor(tenant, { scope: o.scope }), onElicit: o.onElicit, name: `v1-${tenant}` });
       open.push(c);
       return c;
     },
     async v2(tenant, o = {}) {
-      const c = await connectV2(url, { token: await tokenFor(tenant), mode: 'pin-2026', onElicit: o.onElicit, name: `v2-${tenant}` });
+      const c = await connectV2(url, { token: await tokenFor(tenant, { scope: o.scope }), mode: 'pin-2026', onElicit: o.onElicit, name: `v2-${tenant}` });
       open.push(c);
       return c;
     },

@@ -22,6 +22,20 @@ import { encodeSession, newSession, readSession, SessionStates, type FederationS
 import { openClientStream } from './streams.ts';
 import type { FederationConfig, MemberStatus } from './types.ts';
 
+/** `p`, or a rejection as soon as `signal` fires (with its reason, a MemberError for deadlines). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(reasonOf(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(reasonOf(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+function reasonOf(signal: AbortSignal): MemberError {
+  return signal.reason instanceof MemberError ? signal.reason : new MemberError('the request was abandoned');
+}
+
 export interface FederationDeps {
   log: Logger;
   /** Every member's upstream target, by upstream name (built before the federation). */
@@ -71,25 +85,30 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     }
   }
 
-  /** Opens (once, however many ask at the same time) a member session this replica lacks. */
+  /**
+   * Opens (once, however many ask at the same time) a member session this replica lacks. The opening
+   * has its own deadline, not its first asker's: a client leaving must not fail the others waiting on
+   * it, and each of them stops waiting when its own signal fires.
+   */
   function sessionFor(call: UpstreamCall, fs: FederationSession, state: SessionState) {
-    return (member: Member, signal: AbortSignal): Promise<MemberSession> => {
+    return (member: Member, waiter: AbortSignal): Promise<MemberSession> => {
       const known = state.sessionOf(fs, member.name);
       if (known) return Promise.resolve(known);
       let opening = state.opening.get(member.name);
       if (!opening) {
+        const signal = deadline(closing.signal, cfg.listTimeoutMs);
         opening = member.open(call, fs.client, signal).then(async (s) => {
           state.late.set(member.name, s);
           if (state.level && s.caps.includes('l')) await member.ask(call, s, 'logging/setLevel', { level: state.level }, signal).catch(() => undefined);
           report(member, undefined);
           return s;
         }, (err: unknown) => {
-          if (!call.signal.aborted) report(member, err instanceof MemberError ? err.message : String(err));
+          if (!closing.signal.aborted) report(member, err instanceof MemberError ? err.message : String(err));
           throw err;
         }).finally(() => state.opening.delete(member.name));
         state.opening.set(member.name, opening);
       }
-      return opening;
+      return untilAborted(opening, waiter);
     };
   }
 

@@ -141,6 +141,26 @@ describe('federation failures', () => {
     assert.deepEqual(names(again), ['a__alpha', 'b__beta']);
   });
 
+  test('a member that never opens its session holds up neither initialize nor listings', async (t) => {
+    const a = await startScriptedMember('a', ['alpha']);
+    const b = await startScriptedMember('b', ['beta']);
+    t.after(async () => { await a.close(); await b.close(); });
+    const gw = await gatewayFor('        a: {}\n        b: {}', `  a: { url: ${a.url} }\n  b: { url: ${b.url} }`, { prefix: 'always', listTimeout: '1s' });
+    t.after(() => gw.close());
+    const url = `${gw.url()}/mcp`;
+    const token = await tokenFor('acme');
+    b.fail('hang-initialize');
+    const session = await initialize(url, token);
+    // The client's GET stream starts opening b again (and waits on it); a listing meanwhile waits on
+    // that same opening only as long as its own deadline.
+    const stream = new AbortController();
+    t.after(() => stream.abort());
+    void fetch(url, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' }, signal: stream.signal }).catch(() => {});
+    await b.upstream.waitFor(() => b.received('initialize').length >= 2, 20_000, 'the stream asks b for a session');
+    const list = await post(url, token, session, { jsonrpc: '2.0', id: 1, method: 'tools/list' });
+    assert.deepEqual(names(list), ['a__alpha']);
+  });
+
   test('a member refusing the gateway\'s credential: a clear error with the call\'s id, others unaffected', async (t) => {
     const a = await startScriptedMember('a', ['alpha']);
     const b = await startScriptedMember('b', ['beta']);

@@ -32,7 +32,8 @@ routes:
   const url = `${gw.url()}/mcp`;
   const token = await tokenFor('acme');
 
-  const v1 = await connectV1(url, { token });
+  const asked: string[] = [];
+  const v1 = await connectV1(url, { token, onElicit: (p) => { asked.push(p.message); return { action: 'accept', content: { graph: 'chosen' } }; } });
   t.after(() => v1.close());
   let changes = 0;
   v1.client.setNotificationHandler(ToolListChangedNotificationSchema, async () => { changes++; });
@@ -45,15 +46,22 @@ routes:
   assert.ok(modern.seen.every((r) => r.headers['mcp-session-id'] === undefined));
   assert.ok(!modern.seen.some((r) => (r.body as { method?: string } | undefined)?.method === 'initialize'));
 
+  // The member's multi round-trip request reaches the 2025 client as elicitation/create (the translator
+  // asks, the federation renames its id), and the answer finds its way back.
+  assert.equal(textOf(await v1.client.callTool({ name: 'm__pick_graph', arguments: { graphName: 'g1' } })), 'picked chosen (asked about g1)');
+  assert.deepEqual(asked, ['Which graph instead of g1?']);
+
   // The client's GET stream follows the modern member's subscriptions/listen stream.
   await waitFor(() => modern.seen.some((r) => (r.body as { method?: string } | undefined)?.method === 'subscriptions/listen'), 'the federation listens to the modern member');
   modern.addTool('fresh');
   await waitFor(() => changes > 0, 'tools list_changed reaches the 2025 client');
   assert.ok((await names()).includes('m__fresh'), 'the cached listing was dropped');
 
-  const v2 = await connectV2(url, { token, mode: 'pin-2026' });
+  const v2 = await connectV2(url, { token, mode: 'pin-2026', onElicit: () => ({ action: 'accept', content: { graph: 'other' } }) });
   t.after(() => v2.close());
   assert.equal(v2.era, 'modern');
   assert.equal(textOf(await v2.client.callTool({ name: 'l__alpha', arguments: {} })), 'legacy ran alpha {}');
   assert.equal(textOf(await v2.client.callTool({ name: 'm__fresh', arguments: {} })), 'fresh called');
+  // …and a 2026 client gets it back as input_required: three translations, one answer.
+  assert.equal(textOf(await v2.client.callTool({ name: 'm__pick_graph', arguments: { graphName: 'g2' } })), 'picked other (asked about g2)');
 });

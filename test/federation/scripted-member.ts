@@ -10,14 +10,16 @@ export interface ScriptedMember {
   /** `http://127.0.0.1:<port>/mcp` */
   url: string;
   /** How the next requests fail: never answer listings, refuse everything with a status, forget sessions. */
-  fail(mode: 'none' | 'hang-lists' | 'status-401' | 'forget-sessions'): void;
+  fail(mode: Failure): void;
   /** JSON-RPC messages received, by method (`initialize`, `tools/call`, …). */
   received(method: string): Array<{ params?: Record<string, unknown>; headers: RecordedRequest['headers'] }>;
   close(): Promise<void>;
 }
 
+type Failure = 'none' | 'hang-lists' | 'hang-initialize' | 'status-401' | 'forget-sessions';
+
 export async function startScriptedMember(name: string, tools: string[], opts: { prompts?: string[]; resources?: string[] } = {}): Promise<ScriptedMember> {
-  let mode: 'none' | 'hang-lists' | 'status-401' | 'forget-sessions' = 'none';
+  let mode: Failure = 'none';
   let sessions = 0;
   const live = new Set<string>();
   const upstream = await startRecordingUpstream((req): Reply => {
@@ -25,6 +27,7 @@ export async function startScriptedMember(name: string, tools: string[], opts: {
     if (mode === 'status-401') return { kind: 'json', status: 401, body: { error: 'invalid_token' } };
     if (req.method !== 'POST' || !msg) return { kind: 'text', status: 405 };
     if (msg.method === 'initialize') {
+      if (mode === 'hang-initialize') return { kind: 'never' };
       const id = `${name}-session-${++sessions}`;
       live.add(id);
       return {

@@ -118,12 +118,14 @@ export function gatewayYaml(opts: {
   port: number;
   upstreamUrl: string;
   plugins: Array<Record<string, unknown>>;
-  /** More keys of the route (e.g. `maxResponseBytes` for the large-event row). */
+  /** More keys of the route (e.g. `maxResponseBytes` for the large-event row, `upstream` for the federation row). */
   route?: Record<string, unknown>;
+  /** More upstreams beside `up` (the bench upstream), e.g. the federation row's federation. */
+  upstreams?: Record<string, unknown>;
 }): string {
   return stringify({
     listeners: [{ name: 'main', host: '127.0.0.1', port: opts.port }],
-    upstreams: { up: { url: opts.upstreamUrl } },
+    upstreams: { up: { url: opts.upstreamUrl }, ...opts.upstreams },
     routes: [{ listener: 'main', path: '/mcp', upstream: 'up', plugins: opts.plugins, ...opts.route }],
     // The gateway's own operational log stays quiet (warn): per-request logging is the audit plugin's
     // job and has its own row, so the no-plugin row measures the proxy and nothing else.
@@ -144,6 +146,8 @@ export interface RunningGatewayChild {
 export interface GatewayChildExtras {
   /** More keys of the route, see gatewayYaml. */
   route?: Record<string, unknown>;
+  /** More upstreams, see gatewayYaml. */
+  upstreams?: Record<string, unknown>;
   /** Node options before the entry point (e.g. the many-streams row's memory probe). */
   nodeArgs?: string[];
 }
@@ -154,7 +158,7 @@ export async function startGatewayChild(variant: GatewayVariant, baseDir: string
   await mkdir(dir, { recursive: true });
   const port = await freePort();
   const configPath = path.join(dir, 'gateway.yaml');
-  await writeFile(configPath, gatewayYaml({ port, upstreamUrl, plugins: variant.plugins({ dir }), route: extras.route }));
+  await writeFile(configPath, gatewayYaml({ port, upstreamUrl, plugins: variant.plugins({ dir }), route: extras.route, upstreams: extras.upstreams }));
   // BENCH_CPU_PROF=<dir>: each gateway writes a V8 CPU profile there when it stops (open it in
   // Chrome DevTools or VS Code) — the way to find out where a row's CPU per request goes.
   const profDir = process.env.BENCH_CPU_PROF;

@@ -124,6 +124,8 @@ export function evaluateTargets(rows: RowOutcome[], streams: StreamOutcome[], me
   if (gw && auth) ratio('gateway + token+jwt CPU/req vs no-auth route', auth.cpuUsPerReq, gw.cpuUsPerReq, 1.05, 'max');
   const full = get('gateway-full');
   if (gw && full) ratio('gateway full pipeline CPU/req vs no-plugin route', full.cpuUsPerReq, gw.cpuUsPerReq, 1.3, 'max');
+  const federation = get('federation');
+  if (gw && federation) ratio('federation (one member) CPU/req vs no-plugin route', federation.cpuUsPerReq, gw.cpuUsPerReq, 1.5, 'max');
 
   const direct = streams.find((s) => s.id === 'direct')?.result;
   const gwStreams = streams.find((s) => s.id === 'gateway')?.result;

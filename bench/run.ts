@@ -2,13 +2,14 @@
  * `npm run bench`: the gateway against a direct connection and comparison proxies, in one run.
  *
  * Starts the purpose-built upstream, a naive http-proxy-3 proxy (the Node floor), nginx when
- * installed, and one gateway process per plugin configuration, each in its own process. Then, for
- * every row: a warm-up, a measured autocannon run of MCP `tools/call` POSTs, and the proxy's CPU time
- * per request from /proc. Then N concurrent SSE streams per proxy with per-event relay delay, and the
- * gateway's RSS idle, under load and with the streams open. Then two rows with processes of their own:
- * one large SSE event through a hooked route with small requests alongside (bench/large-event.ts), and
- * memory per idle SSE stream with thousands open (bench/many-streams.ts). Prints tables of ratios and
- * the targets, and writes the JSON results (BENCH_OUT, or a temp file). See docs/benchmarks.md.
+ * installed, one gateway process per plugin configuration and one with a federation (bench/federation.ts),
+ * each in its own process. Then, for every row: a warm-up, a measured autocannon run of MCP `tools/call`
+ * POSTs, and the proxy's CPU time per request from /proc. Then N concurrent SSE streams per proxy with
+ * per-event relay delay, and the gateway's RSS idle, under load and with the streams open. Then two
+ * rows with processes of their own: one large SSE event through a hooked route with small requests
+ * alongside (bench/large-event.ts), and memory per idle SSE stream with thousands open
+ * (bench/many-streams.ts). Prints tables of ratios and the targets, and writes the JSON results
+ * (BENCH_OUT, or a temp file). See docs/benchmarks.md.
  */
 import { cpus, tmpdir, totalmem, type as osType, release } from 'node:os';
 import { existsSync } from 'node:fs';
@@ -24,6 +25,7 @@ import { readyOrStop, rssBytes, spawnChild, waitForLine, type BenchChild } from 
 import { runLargeEvent } from './large-event.ts';
 import { ephemeralPorts, openFileLimit, runManyStreams, streamBudget } from './many-streams.ts';
 import { findNginx, startNginx } from './nginx.ts';
+import { FEDERATION_ROW, startFederationRow } from './federation.ts';
 import {
   GATEWAY_VARIANTS, gatewayAvailable, mintCredentials, registeredPluginTypes, startGatewayChild,
   type BenchCredentials, type GatewayVariant,
@@ -44,6 +46,8 @@ interface Target {
   /** The process whose CPU and RSS are measured. */
   pid: number;
   headers: Record<string, string>;
+  /** The request body when not TOOL_CALL (the federation row's tool has a prefixed name). */
+  body?: string;
   /** The process's output so far, to explain a failed probe. */
   output?: () => string;
 }
@@ -67,7 +71,7 @@ const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 /** One request before measuring: a row that answers wrongly is reported, not measured. */
 async function probe(t: Target): Promise<string | undefined> {
   try {
-    const res = await fetch(t.url, { method: 'POST', headers: { ...MCP_HEADERS, ...t.headers }, body: TOOL_CALL });
+    const res = await fetch(t.url, { method: 'POST', headers: { ...MCP_HEADERS, ...t.headers }, body: t.body ?? TOOL_CALL });
     const text = await res.text();
     if (res.status !== 200) return `probe answered HTTP ${res.status}: ${text.slice(0, 200)}`;
     const body = JSON.parse(text) as { result?: { content?: Array<{ text?: string }> } };
@@ -344,6 +348,10 @@ async function main(): Promise<void> {
       }
     }
 
+    if (wanted(opts, FEDERATION_ROW.id)) {
+      const f = await startFederationRow({ baseDir: path.join(work, 'gateways'), upstreamUrl: `${upstream.url}/mcp`, creds, children, toolCall: TOOL_CALL, log });
+      if ('target' in f) add(f.target); else rows.push({ ...FEDERATION_ROW, note: f.note });
+    }
     // Idle RSS: the no-plugin gateway after start, before it has seen any traffic, once GC settled.
     // The naive proxy's idle RSS is read at the same moment, as the Node floor to compare it with.
     const plainGateway = targets.find((t) => t.id === 'gateway');
@@ -372,7 +380,7 @@ async function main(): Promise<void> {
         log(`round ${round + 1}/${opts.rounds}: ${t.label}`);
         const r = await runLoad({
           url: t.url,
-          body: TOOL_CALL,
+          body: t.body ?? TOOL_CALL,
           headers: { ...MCP_HEADERS, ...t.headers },
           connections: opts.connections,
           durationS: opts.durationS,

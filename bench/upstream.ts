@@ -6,6 +6,9 @@
  * - POST (any path): a JSON-RPC request (or batch) is answered at once with `application/json`. A
  *   `tools/call` result echoes `arguments.graphName` so that a graph-rewrite plugin has a name to strip
  *   on the way back, as it would with the FalkorDB MCP server. Notifications-only bodies get `202`.
+ *   `initialize` is answered as a stateless server would (no session id; the version asked for when
+ *   known, `capabilities.tools`), and `tools/list` lists `query_graph`, so a federation can open a member
+ *   session on it; any other request gets an empty result.
  * - GET with `Accept: text/event-stream` (any path): an endless SSE stream of JSON-RPC
  *   `notifications/message` events, one every BENCH_SSE_INTERVAL_MS (default 1000) per stream, each
  *   stamped with its send time (`sentAt`, epoch milliseconds with sub-millisecond precision). Each
@@ -30,7 +33,17 @@ const port = Number(process.env.BENCH_UPSTREAM_PORT ?? 0);
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on this host. */
 const wallClockMs = () => performance.timeOrigin + performance.now();
 
-type JsonRpc = { jsonrpc?: string; id?: string | number | null; method?: string; params?: { name?: string; arguments?: Record<string, unknown> } };
+type JsonRpc = { jsonrpc?: string; id?: string | number | null; method?: string; params?: { name?: string; arguments?: Record<string, unknown>; protocolVersion?: unknown } };
+
+/** Revisions this server accepts in `initialize`; another is answered with the newest, as the spec says. */
+const VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'];
+
+/** Its one tool, as `tools/list` shows it. */
+const QUERY_GRAPH = {
+  name: 'query_graph',
+  description: 'Runs a Cypher query on a graph (the bench answers one row without running anything).',
+  inputSchema: { type: 'object', properties: { graphName: { type: 'string' }, query: { type: 'string' } }, required: ['graphName', 'query'] },
+};
 
 function answer(msg: JsonRpc): object | undefined {
   if (msg.id === undefined || msg.id === null || typeof msg.method !== 'string') return undefined;
@@ -39,6 +52,13 @@ function answer(msg: JsonRpc): object | undefined {
     const text = typeof graph === 'string' ? `graph ${graph}: 1 row` : 'ok';
     return { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text }] } };
   }
+  // A stateless server (no Mcp-Session-Id): what a client or a federation opening a member session needs.
+  if (msg.method === 'initialize') {
+    const asked = msg.params?.protocolVersion;
+    const protocolVersion = typeof asked === 'string' && VERSIONS.includes(asked) ? asked : VERSIONS[0];
+    return { jsonrpc: '2.0', id: msg.id, result: { protocolVersion, capabilities: { tools: { listChanged: false } }, serverInfo: { name: 'bench-upstream', version: '1.0.0' } } };
+  }
+  if (msg.method === 'tools/list') return { jsonrpc: '2.0', id: msg.id, result: { tools: [QUERY_GRAPH] } };
   return { jsonrpc: '2.0', id: msg.id, result: {} };
 }
 

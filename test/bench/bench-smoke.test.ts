@@ -91,6 +91,14 @@ test('BENCH_QUICK=1 runs the harness end to end and prints the tables', { timeou
       assert.ok(gw.load.ok > 0);
       assert.equal(gw.load.non2xx + gw.load.errors, 0, 'gateway row had failures');
       assert.match(stdout, /^gateway \(no plugins\) +[\d,]+ /m);
+
+      // The federation row: initialized once, then measured on its session like the other rows.
+      const fed = row('federation');
+      assert.ok(fed?.load, `federation row skipped: ${fed?.note}`);
+      assert.ok(fed.load.ok > 0 && fed.load.cpuUsPerReq > 0);
+      assert.equal(fed.load.non2xx + fed.load.errors, 0, 'federation row had failures');
+      assert.match(stdout, /^federation \(one member\) +[\d,]+ /m);
+      assert.match(stdout, /^ {2}(PASS|MISS) {2}federation \(one member\) CPU\/req vs no-plugin route: [\d.]+× \(target ≤ 1\.5×\)$/m);
       const gwStreams = json.streams.find((s) => s.id === 'gateway')?.result;
       assert.ok(gwStreams, 'gateway SSE streams measured');
       assert.equal(gwStreams.opened, 20);

@@ -11,6 +11,7 @@ import {
   type FederationGateway, type Members,
 } from './fixtures.ts';
 import { raw2026 } from './fixtures-raw.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const redis = await redisAvailable();
 
@@ -49,6 +50,13 @@ describe('federation across eras', { skip: redis.ok ? false : redis.reason }, ()
     assert.match(textOf(await client.callTool({ name: 'graphs__list_graphs', arguments: {} })), FALKOR_LIST_GRAPHS);
 
     assert.equal(transport.sessionId, session, 'one session throughout');
+
+    // DELETE ends the session at every member that has one (docs/federation.md, Sessions).
+    const memberSessions = new Set(m.everythingWire.requests.filter((r) => r.method === 'POST').map((r) => r.headers['mcp-session-id']).filter(Boolean));
+    const graphSessions = new Set(m.graphsWire!.requests.filter((r) => r.method === 'POST').map((r) => r.headers['mcp-session-id']).filter(Boolean));
+    await (client.transport as unknown as { terminateSession(): Promise<void> }).terminateSession();
+    const deleted = (w: Members['everythingWire'], ids: Set<unknown>) => w.requests.some((r) => r.method === 'DELETE' && ids.has(r.headers['mcp-session-id']));
+    await waitFor(() => deleted(m.everythingWire, memberSessions) && deleted(m.graphsWire!, graphSessions), 'DELETE of the member sessions at server-everything and FalkorDB', 60_000);
   });
 
   test('a 2026-07-28 client lists the same tools and calls every member, without a session', async () => {

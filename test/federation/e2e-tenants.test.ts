@@ -85,6 +85,10 @@ describe('federation per tenant', { skip: redis.ok ? false : redis.reason }, () 
     // FalkorDB got its own credential from the gateway, never the client's token.
     const auth = m.graphsWire!.requests.map((q) => q.headers.authorization);
     assert.ok(auth.length > 0 && auth.every((a) => a === 'Bearer graphs-key-0123456789abcdef'), `${auth}`);
+    const everythingAuth = m.everythingWire.requests.map((q) => q.headers.authorization).filter((a) => a !== undefined);
+    assert.deepEqual(everythingAuth, [], 'server-everything has no credential configured and gets none of the client\'s');
+    const gatewayHeaders = [...m.everythingWire.requests, ...m.graphsWire!.requests].flatMap((q) => Object.keys(q.headers)).filter((h) => h.startsWith('x-mcp-gateway-'));
+    assert.deepEqual(gatewayHeaders, []);
   });
 
   test('each tenant\'s memory is its own: entities acme creates are not in globex\'s read_graph', async () => {

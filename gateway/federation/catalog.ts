@@ -134,7 +134,7 @@ async function listOne(ctx: ListContext, call: UpstreamCall, state: SessionState
 export function deadline(parent: AbortSignal, ms: number): AbortSignal {
   if (ms <= 0) return parent;
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(new MemberError(`timed out after ${ms} ms`)), ms);
+  const timer = setTimeout(() => ctl.abort(new MemberError(`timed out after ${ms} ms`, { code: 'GW_ERR_UPSTREAM_TIMEOUT' })), ms);
   timer.unref();
   parent.addEventListener('abort', () => clearTimeout(timer), { once: true });
   return AbortSignal.any([parent, ctl.signal]);

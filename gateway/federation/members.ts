@@ -35,14 +35,21 @@ export interface MemberSession {
 }
 
 /** A member could not be asked: unreachable, timed out, refused, or answered nonsense. */
+export type MemberErrorCode = 'GW_ERR_UPSTREAM_UNREACHABLE' | 'GW_ERR_UPSTREAM_TIMEOUT' | 'GW_ERR_UPSTREAM_AUTH' | 'GW_ERR_UPSTREAM_BAD_RESPONSE';
+
 export class MemberError extends Error {
   /** True when the member said the session is unknown: open a new one. */
   readonly sessionGone: boolean;
-  constructor(message: string, sessionGone = false) {
+  /** The refusal code a client gets for it. */
+  readonly code: MemberErrorCode;
+  constructor(message: string, opts: { sessionGone?: boolean; code?: MemberErrorCode } = {}) {
     super(message);
-    this.sessionGone = sessionGone;
+    this.sessionGone = opts.sessionGone ?? false;
+    this.code = opts.code ?? 'GW_ERR_UPSTREAM_BAD_RESPONSE';
   }
 }
+
+const TIMEOUT = { code: 'GW_ERR_UPSTREAM_TIMEOUT' } as const;
 
 /** Client headers a member may see: tracing and identification, nothing that could carry authority. */
 const FORWARDED = ['user-agent', 'traceparent', 'tracestate', 'baggage', 'x-request-id'];
@@ -103,17 +110,27 @@ export class Member {
       headers[HEADER.protocolVersion] = session.version;
       if (session.id !== undefined) headers[HEADER.session] = session.id;
     }
+    // The member's own `timeouts` hold here as they would behind a route of its own.
     const t = this.target.timeouts;
-    const limited = t.total > 0 ? AbortSignal.any([signal, AbortSignal.timeout(t.total)]) : signal;
+    const timers = new AbortController();
+    const total = t.total > 0 ? setTimeout(() => timers.abort(new MemberError(`timed out after ${t.total} ms (timeouts.total)`, TIMEOUT)), t.total) : undefined;
+    const firstByte = t.firstByte > 0 ? setTimeout(() => timers.abort(new MemberError(`timed out after ${t.firstByte} ms waiting for its answer (timeouts.firstByte)`, TIMEOUT)), t.firstByte) : undefined;
+    const limited = total || firstByte ? AbortSignal.any([signal, timers.signal]) : signal;
+    if (total) limited.addEventListener('abort', () => clearTimeout(total), { once: true });
     try {
-      return await this.#port.send({
+      const res = await this.#port.send({
         method, pathAndQuery: this.target.basePath || '/', headers, body, principal: call.principal, signal: limited,
       });
+      clearTimeout(firstByte);
+      if (total) res.once('close', () => clearTimeout(total));
+      return res;
     } catch (err) {
-      if (limited.aborted && !signal.aborted) throw new MemberError(`timed out after ${t.total} ms (timeouts.total)`);
-      if (signal.aborted) throw new MemberError(signal.reason instanceof MemberError ? signal.reason.message : 'the request was abandoned');
+      clearTimeout(firstByte);
+      clearTimeout(total);
+      if (timers.signal.aborted && !signal.aborted) throw timers.signal.reason as MemberError;
+      if (signal.aborted) throw signal.reason instanceof MemberError ? signal.reason : new MemberError('the request was abandoned');
       const cause = describeNetError(err);
-      throw new MemberError(`could not be reached (${cause.code ?? cause.message})`);
+      throw new MemberError(`could not be reached (${cause.code ?? cause.message})`, { code: 'GW_ERR_UPSTREAM_UNREACHABLE' });
     }
   }
 
@@ -129,7 +146,7 @@ export class Member {
     const sessionId = typeof header === 'string' ? header : undefined;
     if (res.statusCode === 404 && session?.id !== undefined) {
       res.resume();
-      throw new MemberError('no longer knows the session', true);
+      throw new MemberError('no longer knows the session', { sessionGone: true });
     }
     try {
       for await (const m of messagesOf(res)) {
@@ -140,12 +157,15 @@ export class Member {
       }
     } catch (err) {
       if (err instanceof MemberError) throw err;
-      throw new MemberError(signal.aborted ? (signal.reason instanceof MemberError ? signal.reason.message : 'abandoned') : `broke off its answer (${(err as Error).message})`);
+      if (signal.aborted && signal.reason instanceof MemberError) throw signal.reason;
+      throw new MemberError(signal.aborted ? 'the request was abandoned' : `broke off its answer (${(err as Error).message})`);
     } finally {
       res.destroy();
     }
-    if (res.statusCode === 400 && session?.id !== undefined) throw new MemberError('no longer knows the session', true);
-    throw new MemberError(res.statusCode >= 400 ? `answered HTTP ${res.statusCode}` : `did not answer ${method}`);
+    if (res.statusCode === 400 && session?.id !== undefined) throw new MemberError('no longer knows the session', { sessionGone: true });
+    const auth = res.statusCode === 401 || res.statusCode === 403;
+    throw new MemberError(auth ? `refused the gateway's credential (HTTP ${res.statusCode})` : res.statusCode >= 400 ? `answered HTTP ${res.statusCode}` : `did not answer ${method}`,
+      { code: auth ? 'GW_ERR_UPSTREAM_AUTH' : 'GW_ERR_UPSTREAM_BAD_RESPONSE' });
   }
 
   /** Opens a session as the client would have: `initialize`, then `notifications/initialized` (awaited). */

@@ -156,9 +156,10 @@ async function forward(on: On, memberName: string, msg: JSONRPCRequest, what: st
       res = await member.send(call, 'POST', body, session, call.signal);
     } catch (err) {
       done();
-      const reason = err instanceof MemberError ? err.message : String(err);
-      if (!call.signal.aborted) core.report(member, reason);
-      return rpcError(msg.id, -32000, `${what} is unavailable: its server ${reason}; try again later`, 'GW_ERR_UPSTREAM_UNREACHABLE');
+      const failure = err instanceof MemberError ? err : new MemberError(String(err), { code: 'GW_ERR_UPSTREAM_UNREACHABLE' });
+      if (!call.signal.aborted) core.report(member, failure.message);
+      const next = failure.code === 'GW_ERR_UPSTREAM_AUTH' ? 'the gateway\'s operator must fix the upstream\'s credential' : 'try again later';
+      return rpcError(msg.id, -32000, `${what} is unavailable: its server ${failure.message}; ${next}`, failure.code);
     }
     if (res.statusCode < 400) return relay(res, member.name, core.maxMessageBytes, done);
     const text = (await readBody(res, 65536).catch(() => Buffer.alloc(0))).toString('utf8');

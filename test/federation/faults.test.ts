@@ -178,6 +178,24 @@ describe('federation failures', () => {
     assert.equal(ok.body.result.content[0].text, 'a ran alpha {}');
   });
 
+  test('a member\'s own timeouts hold behind the federation: a call it never answers is GW_ERR_UPSTREAM_TIMEOUT', async (t) => {
+    const a = await startScriptedMember('a', ['alpha']);
+    t.after(() => a.close());
+    const gw = await gatewayFor('        a: {}', `  a: { url: ${a.url}, timeouts: { firstByte: 1s } }`, { prefix: 'always' });
+    t.after(() => gw.close());
+    const url = `${gw.url()}/mcp`;
+    const token = await tokenFor('acme');
+    const session = await initialize(url, token);
+    a.fail('hang-calls');
+    const call = await post(url, token, session, { jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'a__alpha' } });
+    assert.equal(call.body.id, 'slow');
+    assert.equal(call.body.error.data.code, 'GW_ERR_UPSTREAM_TIMEOUT');
+    assert.match(call.body.error.message, /timed out after 1000 ms waiting for its answer \(timeouts.firstByte\)/);
+    a.fail('none');
+    const again = await post(url, token, session, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'a__alpha' } });
+    assert.equal(again.body.result.content[0].text, 'a ran alpha {}');
+  });
+
   test('a member that forgot the session gets a new one, and the call runs once', async (t) => {
     const a = await startScriptedMember('a', ['alpha']);
     t.after(() => a.close());

@@ -16,7 +16,7 @@ export interface ScriptedMember {
   close(): Promise<void>;
 }
 
-type Failure = 'none' | 'hang-lists' | 'hang-initialize' | 'status-401' | 'forget-sessions';
+type Failure = 'none' | 'hang-lists' | 'hang-calls' | 'hang-initialize' | 'status-401' | 'forget-sessions';
 
 export async function startScriptedMember(name: string, tools: string[], opts: { prompts?: string[]; resources?: string[] } = {}): Promise<ScriptedMember> {
   let mode: Failure = 'none';
@@ -58,6 +58,7 @@ export async function startScriptedMember(name: string, tools: string[], opts: {
       case 'resources/templates/list':
         return ok({ resourceTemplates: [] });
       case 'tools/call':
+        if (mode === 'hang-calls') return { kind: 'never' };
         return ok({ content: [{ type: 'text', text: `${name} ran ${String(msg.params?.name)} ${JSON.stringify(msg.params?.arguments ?? {})}` }] });
       case 'resources/read':
         return ok({ contents: [{ uri: msg.params?.uri, text: `${name} read ${String(msg.params?.uri)}` }] });

@@ -61,3 +61,23 @@ function messageData(block: string): string | undefined {
   const { event, data } = parseEvent(block);
   return (event === undefined || event === 'message') && data ? data : undefined;
 }
+
+/** Every JSON-RPC message of an answer, whichever of JSON or SSE it is, in order (a batch, one by one). */
+export async function* messagesOf(res: UpstreamResponse, max: number): AsyncGenerator<unknown, void> {
+  if (!isEventStream(res)) {
+    const body = await readBody(res, max);
+    if (body.length > 0) yield* parseMessages(body.toString('utf8'));
+    return;
+  }
+  for await (const data of eventData(res, max)) yield* parseMessages(data);
+}
+
+function parseMessages(text: string): unknown[] {
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? v : [v];
+  } catch {
+    // An event that is not JSON carries no JSON-RPC message.
+    return [];
+  }
+}

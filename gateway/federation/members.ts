@@ -10,7 +10,7 @@ import type { Principal } from '../contract.ts';
 import { createToModernTranslator } from '../era/to-modern/index.ts';
 import type { Translator, UpstreamPort } from '../era/translation.ts';
 import { inProcessPort } from '../era/upstream-port.ts';
-import { eventData, isEventStream, readBody } from '../era/upstream-read.ts';
+import { messagesOf } from '../era/upstream-read.ts';
 import { HEADER } from '../era/versions.ts';
 import { describeNetError } from '../net-error.ts';
 import type { UpstreamCall, UpstreamResponse, UpstreamTarget } from '../runtime.ts';
@@ -149,7 +149,7 @@ export class Member {
       throw new MemberError('no longer knows the session', { sessionGone: true });
     }
     try {
-      for await (const m of messagesOf(res)) {
+      for await (const m of messagesOf(res, MAX_CONTROL_ANSWER)) {
         const r = m as { id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } };
         if (r.id !== id) continue;
         if (r.error) return { error: { code: Number(r.error.code) || -32603, message: String(r.error.message ?? 'error') }, sessionId };
@@ -207,24 +207,4 @@ export function capsLetters(capabilities: unknown): string {
   if (c.logging) s += 'l';
   if (c.completions) s += 'c';
   return s;
-}
-
-/** Every JSON-RPC message of an answer, JSON or SSE, capped in size. */
-export async function* messagesOf(res: UpstreamResponse, max = MAX_CONTROL_ANSWER): AsyncGenerator<unknown, void> {
-  if (!isEventStream(res)) {
-    const text = (await readBody(res, max)).toString('utf8');
-    if (text.trim() === '') return;
-    yield* parseMessages(text);
-    return;
-  }
-  for await (const data of eventData(res, max)) yield* parseMessages(data);
-}
-
-function parseMessages(text: string): unknown[] {
-  try {
-    const v: unknown = JSON.parse(text);
-    return Array.isArray(v) ? v : [v];
-  } catch {
-    return [];
-  }
 }

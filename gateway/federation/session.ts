@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { encodeWithin } from '../era/to-modern/session.ts';
 import { LEGACY_VERSION, LEGACY_VERSIONS } from '../era/versions.ts';
 import type { ClientContext, MemberSession } from './members.ts';
 
@@ -45,17 +46,7 @@ export function newSession(params: unknown): FederationSession {
 
 /** The id for a session; `sealed` is trimmed (in place) of what does not fit. */
 export function encodeSession(s: FederationSession): { id: string; unsealed: string[] } {
-  let id = encode(s);
-  if (id.length > MAX_ID_LENGTH) {
-    const { name, version, title } = s.client.clientInfo;
-    s.client.clientInfo = { name, version, ...(title !== undefined ? { title } : {}) };
-    id = encode(s);
-  }
-  if (id.length > MAX_ID_LENGTH) {
-    const { roots, sampling, elicitation } = s.client.capabilities;
-    s.client.capabilities = JSON.parse(JSON.stringify({ roots, sampling, elicitation })) as Record<string, unknown>;
-    id = encode(s);
-  }
+  let id = encodeWithin(s.client, () => encode(s), MAX_ID_LENGTH);
   const unsealed: string[] = [];
   const sealed = { ...s.sealed };
   for (const name of Object.keys(sealed).reverse()) {

@@ -50,6 +50,14 @@ describe('session id', () => {
     assert.equal(newSession({ protocolVersion: '1999-01-01' }).client.protocolVersion, '2025-11-25');
   });
 
+  test('a huge client identity is trimmed to what members need, and the id still fits', () => {
+    const s = newSession({ capabilities: { elicitation: {}, experimental: { blob: 'x'.repeat(6000) } }, clientInfo: { name: 'c', version: '1', description: 'y'.repeat(6000) } });
+    const { id } = encodeSession(s);
+    assert.ok(id.length <= 5000);
+    assert.deepEqual(readSession(id)!.client.clientInfo, { name: 'c', version: '1' });
+    assert.deepEqual(readSession(id)!.client.capabilities, { elicitation: {} });
+  });
+
   test('member sessions that do not fit stay out of the id, and are named', () => {
     const s = newSession({});
     const sealed: Record<string, { id: string; version: string; caps: string }> = {};

@@ -9,7 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { UpstreamResponse } from '../../runtime.ts';
-import { eventData, isEventStream, readBody } from '../upstream-read.ts';
+import { messagesOf } from '../upstream-read.ts';
 import { HEADER } from '../versions.ts';
 
 /**
@@ -48,26 +48,6 @@ export function legacyHeaders(from: IncomingHttpHeaders, session: { id: string |
 export function drain(res: UpstreamResponse): void {
   res.on('error', () => {});
   res.resume();
-}
-
-function parseMessages(text: string): unknown[] {
-  try {
-    const v: unknown = JSON.parse(text);
-    return Array.isArray(v) ? v : [v];
-  } catch {
-    // An event that is not JSON carries no JSON-RPC message: nothing to translate.
-    return [];
-  }
-}
-
-/** Every JSON-RPC message of an answer, in order. Throws when the stream breaks before its end. */
-async function* messagesOf(res: UpstreamResponse, max: number): AsyncGenerator<unknown, void> {
-  if (!isEventStream(res)) {
-    const body = await readBody(res, max);
-    if (body.length > 0) yield* parseMessages(body.toString('utf8'));
-    return;
-  }
-  for await (const data of eventData(res, max)) yield* parseMessages(data);
 }
 
 /** `nextReady` found nothing already at hand. */

@@ -43,20 +43,27 @@ export function openSession(params: unknown): { session: Session; id: string } {
     clientInfo: isObject(p.clientInfo) ? p.clientInfo : { name: 'unknown', version: '0' },
     nonce: randomBytes(12).toString('base64url'),
   };
-  let id = encode(session);
-  if (id.length > MAX_ID_LENGTH) {
-    // Identity beyond name and version (icons, descriptions) is for display; upstream logs need little.
-    const { name, version: v, title } = session.clientInfo;
-    session.clientInfo = { name, version: v, ...(title !== undefined ? { title } : {}) };
-    id = encode(session);
+  return { session, id: encodeWithin(session, () => encode(session), MAX_ID_LENGTH) };
+}
+
+/**
+ * `encode()`, after trimming the client's `initialize` in place until the result fits in `max`
+ * characters: first its identity beyond name, version and title (icons, descriptions are for display;
+ * upstream logs need little), then every capability but those a server asks the client for.
+ */
+export function encodeWithin(client: { clientInfo: Record<string, unknown>; capabilities: Record<string, unknown> }, encode: () => string, max: number): string {
+  let id = encode();
+  if (id.length > max) {
+    const { name, version, title } = client.clientInfo;
+    client.clientInfo = { name, version, ...(title !== undefined ? { title } : {}) };
+    id = encode();
   }
-  if (id.length > MAX_ID_LENGTH) {
-    // Only the capabilities the translator acts on survive (what the upstream may ask the client for).
-    const { roots, sampling, elicitation } = session.capabilities;
-    session.capabilities = JSON.parse(JSON.stringify({ roots, sampling, elicitation })) as Record<string, unknown>;
-    id = encode(session);
+  if (id.length > max) {
+    const { roots, sampling, elicitation } = client.capabilities;
+    client.capabilities = JSON.parse(JSON.stringify({ roots, sampling, elicitation })) as Record<string, unknown>;
+    id = encode();
   }
-  return { session, id };
+  return id;
 }
 
 /** The session an (unsealed) id stands for; undefined when it is not one of ours. */

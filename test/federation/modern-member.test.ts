@@ -53,8 +53,15 @@ routes:
 
   // The client's GET stream follows the modern member's subscriptions/listen stream.
   await waitFor(() => modern.seen.some((r) => (r.body as { method?: string } | undefined)?.method === 'subscriptions/listen'), 'the federation listens to the modern member');
-  modern.addTool('fresh');
-  await waitFor(() => changes > 0, 'tools list_changed reaches the 2025 client');
+  // (The listen request is seen on arrival, a moment before the server subscribes it: until a change is
+  // told, keep adding tools.)
+  let added = 0;
+  await waitFor(() => {
+    if (changes > 0) return true;
+    modern.addTool(added === 0 ? 'fresh' : `fresh${added}`);
+    added++;
+    return false;
+  }, 'tools list_changed reaches the 2025 client', 20_000, 250);
   assert.ok((await names()).includes('m__fresh'), 'the cached listing was dropped');
 
   const v2 = await connectV2(url, { token, mode: 'pin-2026', onElicit: () => ({ action: 'accept', content: { graph: 'other' } }) });

@@ -29,6 +29,9 @@ describe('progress, elicitation, cancellation and list_changed through a federat
     },
   });
 
+  /** GET streams server-everything has answered so far (only ever grows). */
+  const openedGets = () => m.everythingWire.requests.filter((r) => r.method === 'GET' && r.status === 200).length;
+
   before(async () => {
     m = await startMembers();
     fg = await startFederation(m, { prefix: 'always', members: { everything: {}, memory: { prefix: 'mem' } } });
@@ -113,15 +116,13 @@ describe('progress, elicitation, cancellation and list_changed through a federat
   });
 
   test('a member\'s notifications/resources/list_changed reaches the client, and the new resource is readable by URI', async () => {
+    // server-everything announces changes on its GET stream only: wait for this session's to be open
+    // (counted from before the client connects, so an earlier test's stream cannot stand in for it).
+    const streamsBefore = openedGets();
     const { client } = await v1();
     let changed = 0;
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => { changed++; });
-    // server-everything announces changes on its GET stream only: wait for the federation's to be open.
-    await waitFor(
-      () => m.everythingWire.requests.some((r) => r.method === 'GET' && r.status === 200 && !r.ended),
-      'the federation to open a GET stream on server-everything',
-      60_000,
-    );
+    await waitFor(() => openedGets() > streamsBefore, 'the federation to open a GET stream on server-everything', 60_000);
     const uri = 'demo://resource/session/federated-note.txt.gz';
     const before = (await client.listResources()).resources.map((r) => r.uri);
     assert.ok(!before.includes(uri));
@@ -159,13 +160,13 @@ describe('progress, elicitation, cancellation and list_changed through a federat
   });
 
   test('a member\'s list_changed reaches only the client whose member session changed (another tenant\'s sees none)', async () => {
+    const streamsBefore = openedGets();
     const acme = (await v1()).client;
     const globex = (await fg.v1('globex')).client;
     const counts = { acme: 0, globex: 0 };
     acme.setNotificationHandler(ResourceListChangedNotificationSchema, () => { counts.acme++; });
     globex.setNotificationHandler(ResourceListChangedNotificationSchema, () => { counts.globex++; });
-    await waitFor(() => m.everythingWire.requests.filter((r) => r.method === 'GET' && r.status === 200 && !r.ended).length >= 2,
-      'GET streams open on server-everything for both sessions', 60_000);
+    await waitFor(() => openedGets() >= streamsBefore + 2, 'GET streams open on server-everything for both sessions', 60_000);
     const gzip = (c: typeof acme, name: string) => c.callTool({
       name: GZIP,
       arguments: { name, data: `data:text/plain;base64,${Buffer.from(name).toString('base64')}`, outputType: 'resourceLink' },

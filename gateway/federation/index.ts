@@ -9,6 +9,7 @@
  * - catalog.ts  — listings fanned out and merged; names.ts — prefixes and collisions;
  * - requests.ts — each client message routed; relay.ts / streams.ts — answers and the GET stream.
  */
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { isMessage, isNotification, isRequest, type JSONRPCRequest } from '../jsonrpc.ts';
 import type { InProcessUpstream, UpstreamCall, UpstreamResponse, UpstreamTarget } from '../runtime.ts';
@@ -65,6 +66,8 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   const naming: Naming = { mode: cfg.prefix, separator: cfg.separator, prefixes: new Map(members.map((m) => [m.name, m.prefix])) };
   const statuses = new Map<string, MemberStatus>(members.map((m) => [m.name, { member: m.name, ok: true, since: Date.now() }]));
   const states = new SessionStates(deps.maxSessions ?? 10_000);
+  /** Session ids already decoded: a client repeats its id on every request. */
+  const decoded = new LRUCache<string, FederationSession>({ max: deps.maxSessions ?? 10_000 });
   const closing = new AbortController();
   const maxMessageBytes = deps.maxMessageBytes ?? 64 * 1024 * 1024;
 
@@ -124,7 +127,11 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   function sessionOf(call: UpstreamCall): { fs: FederationSession; state: SessionState } | UpstreamResponse {
     const id = call.headers['mcp-session-id'];
     if (typeof id !== 'string' || id === '') return rpcError(null, -32000, 'Bad Request: Mcp-Session-Id header is required', undefined, 400);
-    const fs = readSession(id);
+    let fs = decoded.get(id);
+    if (!fs) {
+      fs = readSession(id);
+      if (fs) decoded.set(id, fs);
+    }
     const state = fs ? states.of(fs) : undefined;
     if (!fs || !state || state.ended) return rpcError(null, -32001, 'Session not found', 'GW_ERR_SESSION_NOT_FOUND', 404);
     return { fs, state };
@@ -220,10 +227,11 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     name,
     async dispatch(call: UpstreamCall): Promise<UpstreamResponse> {
       if (closing.signal.aborted) return rpcError(null, -32000, 'the gateway is shutting down; try again shortly', 'GW_ERR_SHUTTING_DOWN', 503);
-      const bound = { ...call, signal: AbortSignal.any([call.signal, closing.signal]) };
-      if (call.method === 'POST') return post(bound);
-      if (call.method === 'GET') return get(bound);
-      if (call.method === 'DELETE') return remove(bound);
+      // Exchanges in flight at close end with their own signal (the core aborts it); only the GET
+      // streams, which would outlive any drain, follow `closing` too (streams.ts).
+      if (call.method === 'POST') return post(call);
+      if (call.method === 'GET') return get(call);
+      if (call.method === 'DELETE') return remove(call);
       return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Method not allowed' } }, { allow: 'GET, POST, DELETE' });
     },
     status: () => [...statuses.values()],
@@ -231,6 +239,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
       closing.abort();
       for (const m of members) m.close();
       states.clear();
+      decoded.clear();
     },
   };
 }

@@ -152,7 +152,9 @@ async function forward(on: On, memberName: string, msg: JSONRPCRequest, what: st
     let session: MemberSession;
     let res: UpstreamResponse;
     try {
-      session = await core.listContext(call, fs, state).sessionFor(member, deadline(call.signal, core.cfg.listTimeoutMs));
+      // (A session at hand needs no deadline: the timer and combined signal cost more than the lookup.)
+      session = state.sessionOf(fs, member.name)
+        ?? await core.listContext(call, fs, state).sessionFor(member, deadline(call.signal, core.cfg.listTimeoutMs));
       res = await member.send(call, 'POST', body, session, call.signal);
     } catch (err) {
       done();

@@ -15,6 +15,7 @@ import { isMessage, isNotification, isRequest, type JSONRPCRequest } from '../js
 import type { InProcessUpstream, UpstreamCall, UpstreamResponse, UpstreamTarget } from '../runtime.ts';
 import { wholeResponse } from '../stdio/response.ts';
 import { deadline, type ListContext } from './catalog.ts';
+import { MemberHealth } from './member-health.ts';
 import { Member, MemberError, type MemberSession } from './members.ts';
 import type { Naming } from './names.ts';
 import { ACCEPTED, json, rpcError } from './relay.ts';
@@ -64,29 +65,19 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   });
   const byName = new Map(members.map((m) => [m.name, m]));
   const naming: Naming = { mode: cfg.prefix, separator: cfg.separator, prefixes: new Map(members.map((m) => [m.name, m.prefix])) };
-  const statuses = new Map<string, MemberStatus>(members.map((m) => [m.name, { member: m.name, ok: true, since: Date.now() }]));
   const states = new SessionStates(deps.maxSessions ?? 10_000);
   /** Session ids already decoded: a client repeats its id on every request. */
   const decoded = new LRUCache<string, FederationSession>({ max: deps.maxSessions ?? 10_000 });
   const closing = new AbortController();
   const maxMessageBytes = deps.maxMessageBytes ?? 64 * 1024 * 1024;
 
-  /** A member failed or recovered: logged on the change, and clients re-list (its items come or go). */
-  function report(member: Member, failure: string | undefined): void {
-    const before = statuses.get(member.name)!;
-    if (failure === undefined) {
-      if (before.ok) return;
-      statuses.set(member.name, { member: member.name, ok: true, since: Date.now() });
-      log.info({ member: member.name }, 'federation member answers again; its tools are listed again');
-    } else {
-      statuses.set(member.name, { member: member.name, ok: false, reason: failure, since: before.ok ? Date.now() : before.since });
-      if (!before.ok) return;
-      log.warn({ member: member.name, reason: failure }, `federation member "${member.name}" failed (${failure}); its tools, prompts and resources are left out until it answers again`);
-    }
+  // A member failing or recovering changes what callers are shown: clients holding a stream re-list.
+  const health = new MemberHealth(members.map((m) => m.name), log, () => {
     for (const state of states.all()) {
       for (const s of state.streams) for (const m of ['tools', 'prompts', 'resources']) s.changed(`notifications/${m}/list_changed`);
     }
-  }
+  });
+  const report = (member: Member, failure: string | undefined) => health.report(member.name, failure);
 
   /**
    * Opens (once, however many ask at the same time) a member session this replica lacks. The opening
@@ -234,9 +225,10 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
       if (call.method === 'DELETE') return remove(call);
       return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Method not allowed' } }, { allow: 'GET, POST, DELETE' });
     },
-    status: () => [...statuses.values()],
+    status: () => health.list(),
     close() {
       closing.abort();
+      health.close();
       for (const m of members) m.close();
       states.clear();
       decoded.clear();

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, mock, test } from 'node:test';
+import { MemberHealth } from '../../gateway/federation/member-health.ts';
 import { exposeNames, splitPrefixed, type Naming } from '../../gateway/federation/names.ts';
 import { encodeSession, newSession, readSession, SessionState } from '../../gateway/federation/session.ts';
 import { openClientStream } from '../../gateway/federation/streams.ts';
@@ -96,4 +97,29 @@ test('list changes within the debounce window reach the client once', async (t) 
   await new Promise((r) => setImmediate(r));
   assert.equal(chunks.join('').split('tools/list_changed').length - 1, 2, 'a change after the window is told again');
   ended.abort();
+});
+
+test('a member flapping on every request is logged and told to clients at most once per window, and its last state then', (t) => {
+  mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  t.after(() => mock.timers.reset());
+  const lines: Array<{ level: string; member?: string }> = [];
+  const log = { warn: (o: { member: string }) => lines.push({ level: 'warn', member: o.member }), info: (o: { member: string }) => lines.push({ level: 'info', member: o.member }) };
+  let told = 0;
+  const health = new MemberHealth(['a', 'b'], log as never, () => { told++; }, 30_000);
+  health.report('a', 'answered HTTP 503');
+  assert.deepEqual([lines.length, told], [1, 1]);
+  assert.equal(health.list().find((s) => s.member === 'a')!.reason, 'answered HTTP 503');
+  for (let i = 0; i < 50; i++) {
+    health.report('a', undefined);
+    health.report('a', 'answered HTTP 503');
+  }
+  health.report('a', undefined);
+  assert.deepEqual([lines.length, told], [1, 1], 'the flapping inside the window is not told');
+  assert.equal(health.list().find((s) => s.member === 'a')!.ok, true, 'the state itself always follows');
+  mock.timers.tick(30_000);
+  assert.deepEqual(lines.map((l) => l.level), ['warn', 'info'], 'the end of the window tells the state it ended in');
+  assert.equal(told, 2);
+  health.report('b', 'timed out after 5000 ms');
+  assert.equal(told, 3, 'another member has its own window');
+  health.close();
 });

@@ -213,6 +213,21 @@ describe('federation failures', () => {
     assert.equal(a.upstream.requests.filter((r) => (r.json as any)?.method === 'tools/call' && r.answered && r.headers['mcp-session-id'] === 'a-session-2').length, 1);
   });
 
+  test('a session outlives a reload: the new federation reads its member sessions from the id', async (t) => {
+    const a = await startScriptedMember('a', ['alpha']);
+    t.after(() => a.close());
+    const gw = await gatewayFor('        a: {}', `  a: { url: ${a.url} }`, { prefix: 'always' });
+    t.after(() => gw.close());
+    const url = `${gw.url()}/mcp`;
+    const token = await tokenFor('acme');
+    const session = await initialize(url, token);
+    assert.deepEqual(await gw.gw.reload(), { ok: true });
+    const call = await post(url, token, session, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'a__alpha' } });
+    assert.equal(call.body.result.content[0].text, 'a ran alpha {}');
+    assert.equal(a.received('initialize').length, 1, 'no new member session was needed');
+    assert.deepEqual([...new Set(a.received('tools/call').map((r) => r.headers['mcp-session-id']))], ['a-session-1']);
+  });
+
   test('a tenant outside a member\'s tenants neither sees nor reaches it', async (t) => {
     const a = await startScriptedMember('a', ['alpha']);
     const b = await startScriptedMember('b', ['beta']);

@@ -228,6 +228,32 @@ describe('federation failures', () => {
     assert.deepEqual([...new Set(a.received('tools/call').map((r) => r.headers['mcp-session-id']))], ['a-session-1']);
   });
 
+  test('any replica serves a session: another gateway with the same session key uses the sealed member sessions', async (t) => {
+    const a = await startScriptedMember('a', ['alpha']);
+    t.after(() => a.close());
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const start = () => startTestGateway(`
+listeners: [{ name: main, host: 127.0.0.1, port: 0 }]
+upstreams:
+  a: { url: ${a.url} }
+  fed: { federation: { prefix: always, members: { a: {} } } }
+routes:
+  - { name: fed, listener: main, path: /mcp, upstream: fed, plugins: ${authPlugins()} }
+sessions: { key: "${key}" }
+`, { env: GATEWAY_ENV });
+    const one = await start();
+    t.after(() => one.close());
+    const two = await start();
+    t.after(() => two.close());
+    const token = await tokenFor('acme');
+    const session = await initialize(`${one.url()}/mcp`, token);
+    const call = await post(`${two.url()}/mcp`, token, session, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'a__alpha' } });
+    assert.equal(call.body.result.content[0].text, 'a ran alpha {}');
+    assert.equal(a.received('initialize').length, 1, 'the second replica opened nothing');
+    const stranger = await post(`${two.url()}/mcp`, await tokenFor('globex'), session, { jsonrpc: '2.0', id: 2, method: 'tools/list' });
+    assert.equal(stranger.status, 404, 'and the id is still bound to its owner there');
+  });
+
   test('a tenant outside a member\'s tenants neither sees nor reaches it', async (t) => {
     const a = await startScriptedMember('a', ['alpha']);
     const b = await startScriptedMember('b', ['beta']);

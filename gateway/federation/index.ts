@@ -21,7 +21,8 @@ import type { Naming } from './names.ts';
 import { ACCEPTED, json, rpcError } from './relay.ts';
 import { handleAnswer, handleNotification, handleRequest, type Core } from './requests.ts';
 import { encodeSession, newSession, readSession, SessionStates, type FederationSession, type SessionState } from './session.ts';
-import { openClientStream } from './streams.ts';
+import { LegacySessions, legacyToken } from './legacy.ts';
+import { openClientStream, type StreamContext } from './streams.ts';
 import type { FederationConfig, MemberStatus } from './types.ts';
 
 /** `p`, or a rejection as soon as `signal` fires (with its reason, a MemberError for deadlines). */
@@ -128,12 +129,13 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     return { fs, state };
   }
 
-  async function initialize(call: UpstreamCall, msg: JSONRPCRequest): Promise<UpstreamResponse> {
-    const fs = newSession(msg.params);
+  /** A new client session: every visible member's session opened at once, each within `listTimeout`. */
+  async function openSession(call: UpstreamCall, params: unknown): Promise<{ fs: FederationSession; state: SessionState; id: string; result: Record<string, unknown> }> {
+    const fs = newSession(params);
     const state = states.of(fs);
     const signal = deadline(call.signal, cfg.listTimeoutMs);
     const visible = core.visible(call);
-    // Every member at once, each within the listing deadline; one that fails is opened on first use.
+    // A member that fails now is opened on first use instead.
     const opened = await Promise.all(visible.map((m) => sessionFor(call, fs, state)(m, signal).catch(() => undefined)));
     const sealed: Record<string, MemberSession> = {};
     visible.forEach((m, i) => { if (opened[i] && !m.translated) sealed[m.name] = opened[i]; });
@@ -155,8 +157,35 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
       serverInfo: { name: info.name ?? name, version: info.version ?? '1.0.0', ...(info.title ? { title: info.title } : {}) },
       ...(cfg.instructions ? { instructions: cfg.instructions } : {}),
     };
+    return { fs, state, id, result };
+  }
+
+  async function initialize(call: UpstreamCall, msg: JSONRPCRequest): Promise<UpstreamResponse> {
+    const { id, result } = await openSession(call, msg.params);
     return json(200, { jsonrpc: '2.0', id: msg.id, result }, { 'mcp-session-id': id });
   }
+
+  /** Ends a session at every member that has one (best effort, within `signal`), and on this replica. */
+  async function endSession(call: UpstreamCall, fs: FederationSession, state: SessionState, signal: AbortSignal): Promise<void> {
+    state.ended = true;
+    for (const s of state.streams) s.close();
+    await Promise.all(core.visible(call).map(async (m) => {
+      const session = state.sessionOf(fs, m.name);
+      if (session?.id === undefined && !m.translated) return;
+      const res = await m.send(call, 'DELETE', undefined, session, signal).catch(() => undefined);
+      res?.resume();
+    }));
+  }
+
+  const streamContext = (call: UpstreamCall, fs: FederationSession, state: SessionState): StreamContext => ({
+    call, state, members: core.visible(call), sessionFor: sessionFor(call, fs, state),
+    debounceMs: cfg.listChangedDebounceMs, maxMessageBytes, closing: closing.signal,
+  });
+
+  const legacy = new LegacySessions({
+    core, openSession, streamContext, closing: closing.signal, maxMessageBytes,
+    end: (call, fs, state) => endSession(call, fs, state, deadline(closing.signal, cfg.listTimeoutMs)),
+  });
 
   async function post(call: UpstreamCall): Promise<UpstreamResponse> {
     let message: unknown;
@@ -167,6 +196,9 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     }
     const batch = Array.isArray(message) ? message : [message];
     if (batch.length === 0 || !batch.every(isMessage)) return rpcError(null, -32600, 'Invalid Request: not a JSON-RPC 2.0 message', 'GW_ERR_INVALID_REQUEST', 400);
+    // A legacy client's POST names its stream's session in the query (batches were allowed then).
+    const legacySession = legacyToken(call);
+    if (legacySession !== undefined) return legacy.post(call, legacySession, batch);
     const requests = batch.filter(isRequest);
     if (Array.isArray(message) && requests.length > 0) {
       return rpcError(null, -32600, 'Invalid Request: a federated server takes requests one per POST (batches were removed in MCP 2025-06-18)', 'GW_ERR_INVALID_REQUEST', 400);
@@ -184,33 +216,18 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   }
 
   function get(call: UpstreamCall): UpstreamResponse {
-    if (typeof call.headers['mcp-session-id'] !== 'string') {
-      // What a legacy HTTP+SSE (2024-11-05) client opens first: say plainly that this is not served.
-      return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'a federated server speaks Streamable HTTP (MCP 2025-03-26 and later) only: POST initialize to this URL; there is no legacy HTTP+SSE stream here' } }, { allow: 'POST, DELETE' });
-    }
+    // A GET without a session is how a legacy HTTP+SSE (2024-11-05) client begins.
+    if (typeof call.headers['mcp-session-id'] !== 'string') return legacy.open(call);
     const opened = sessionOf(call);
     if (!('fs' in opened)) return opened;
-    const { fs, state } = opened;
-    return openClientStream({
-      call, state, members: core.visible(call), sessionFor: sessionFor(call, fs, state),
-      debounceMs: cfg.listChangedDebounceMs, maxMessageBytes, closing: closing.signal,
-    });
+    return openClientStream(streamContext(call, opened.fs, opened.state));
   }
 
   /** Ends the session at every member that has one, and here. */
   async function remove(call: UpstreamCall): Promise<UpstreamResponse> {
     const opened = sessionOf(call);
     if (!('fs' in opened)) return opened;
-    const { fs, state } = opened;
-    state.ended = true;
-    for (const s of state.streams) s.close();
-    const signal = deadline(call.signal, cfg.listTimeoutMs);
-    await Promise.all(core.visible(call).map(async (m) => {
-      const session = state.sessionOf(fs, m.name);
-      if (session?.id === undefined && !m.translated) return;
-      const res = await m.send(call, 'DELETE', undefined, session, signal).catch(() => undefined);
-      res?.resume();
-    }));
+    await endSession(call, opened.fs, opened.state, deadline(call.signal, cfg.listTimeoutMs));
     return wholeResponse(200, '');
   }
 
@@ -229,6 +246,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     close() {
       closing.abort();
       health.close();
+      legacy.close();
       for (const m of members) m.close();
       states.clear();
       decoded.clear();

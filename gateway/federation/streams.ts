@@ -38,46 +38,92 @@ export interface StreamContext {
 const HIGH_WATER = 1024 * 1024;
 const MAX_PAUSE_MS = 30_000;
 
-export function openClientStream(ctx: StreamContext): UpstreamResponse {
-  const ended = new AbortController();
-  const signal = AbortSignal.any([ctx.call.signal, ended.signal, ctx.closing]);
-  let waiting: Array<() => void> = [];
-  const out = new StdioResponse(200, {
-    'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no',
-  }, {
-    room: () => { const w = waiting; waiting = []; for (const f of w) f(); },
-    gone: () => { ended.abort(); ctx.state.streams.delete(stream); for (const t of timers.values()) clearTimeout(t); },
-  });
-  const timers = new Map<string, NodeJS.Timeout>();
-  const stream: ClientStream = {
-    close: () => ended.abort(),
-    push(message) {
-      out.send(messageEvent(JSON.stringify(message)));
-    },
-    changed(method) {
-      if (timers.has(method)) return;
-      timers.set(method, setTimeout(() => {
-        timers.delete(method);
-        stream.push({ jsonrpc: '2.0', method });
-      }, ctx.debounceMs));
-    },
-  };
-  ctx.state.streams.add(stream);
-  signal.addEventListener('abort', () => {
-    out.finish();
-    const w = waiting;
-    waiting = [];
+/**
+ * An event stream to the client that messages are pushed into: the GET stream of a session, or a
+ * legacy client's one stream. Ends when the client leaves, `close()` is called, or `stop` fires.
+ */
+export class ClientSink implements ClientStream {
+  readonly out: StdioResponse;
+  readonly signal: AbortSignal;
+  readonly #ended = new AbortController();
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #debounceMs: number;
+  #waiting: Array<() => void> = [];
+  #onGone: (() => void) | undefined;
+
+  constructor(stop: readonly AbortSignal[], debounceMs: number) {
+    this.#debounceMs = debounceMs;
+    this.signal = AbortSignal.any([...stop, this.#ended.signal]);
+    this.out = new StdioResponse(200, {
+      'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no',
+    }, {
+      room: () => this.#wake(),
+      gone: () => this.close(),
+    });
+    this.signal.addEventListener('abort', () => {
+      this.out.finish();
+      for (const t of this.#timers.values()) clearTimeout(t);
+      this.#wake();
+      this.#onGone?.();
+    }, { once: true });
+  }
+
+  /** Runs once when the stream ends, for whatever reason. */
+  onGone(f: () => void): void {
+    this.#onGone = f;
+  }
+
+  close(): void {
+    this.#ended.abort();
+  }
+
+  /** Writes raw SSE text (a legacy stream's endpoint event). */
+  send(text: string): void {
+    this.out.send(text);
+  }
+
+  push(message: unknown): void {
+    this.out.send(messageEvent(JSON.stringify(message)));
+  }
+
+  changed(method: string): void {
+    if (this.#timers.has(method)) return;
+    this.#timers.set(method, setTimeout(() => {
+      this.#timers.delete(method);
+      this.push({ jsonrpc: '2.0', method });
+    }, this.#debounceMs));
+  }
+
+  /** Resolves once the client has read enough of what is buffered (or left). */
+  room(): Promise<void> {
+    if (this.out.readableLength <= HIGH_WATER || this.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => { this.#waiting.push(resolve); });
+  }
+
+  /** Joins the session's streams and relays every member's own stream into this one. */
+  follow(ctx: StreamContext): void {
+    ctx.state.streams.add(this);
+    this.signal.addEventListener('abort', () => ctx.state.streams.delete(this), { once: true });
+    for (const member of ctx.members) void follow(ctx, member, this);
+  }
+
+  #wake(): void {
+    const w = this.#waiting;
+    this.#waiting = [];
     for (const f of w) f();
-  }, { once: true });
-  const room = (): Promise<void> => out.readableLength <= HIGH_WATER || signal.aborted
-    ? Promise.resolve()
-    : new Promise((resolve) => { waiting.push(resolve); });
-  for (const member of ctx.members) void follow(ctx, member, stream, signal, room);
-  return out;
+  }
+}
+
+/** A session's GET stream. */
+export function openClientStream(ctx: StreamContext): UpstreamResponse {
+  const sink = new ClientSink([ctx.call.signal, ctx.closing], ctx.debounceMs);
+  sink.follow(ctx);
+  return sink.out;
 }
 
 /** Relays one member's GET stream until the client leaves, reopening it when it ends. */
-async function follow(ctx: StreamContext, member: Member, stream: ClientStream, signal: AbortSignal, room: () => Promise<void>): Promise<void> {
+async function follow(ctx: StreamContext, member: Member, sink: ClientSink): Promise<void> {
+  const { signal } = sink;
   let pause = 1000;
   while (!signal.aborted) {
     try {
@@ -104,10 +150,10 @@ async function follow(ctx: StreamContext, member: Member, stream: ClientStream, 
         const changed = isNotification(message) ? LIST_CHANGED[message.method] : undefined;
         if (changed) {
           invalidate(ctx.state, member.name, changed);
-          stream.changed((message as { method: string }).method);
+          sink.changed((message as { method: string }).method);
         } else {
-          stream.push(outward(member.name, message));
-          await room();
+          sink.push(outward(member.name, message));
+          await sink.room();
         }
       }
     } catch {

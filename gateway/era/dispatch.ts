@@ -12,7 +12,7 @@ import { createToLegacyTranslator } from './to-legacy/index.ts';
 import { createToModernTranslator } from './to-modern/index.ts';
 import { readSession } from './to-modern/session.ts';
 import type { StateSealer, Translator } from './translation.ts';
-import { HEADER, type Era } from './versions.ts';
+import { eraOfVersion, HEADER, META, type Era } from './versions.ts';
 
 const translators = new WeakMap<CompiledRoute, Partial<Record<Era, Translator>>>();
 
@@ -30,6 +30,10 @@ export function translatorFor(run: ExchangeRun): Translator | undefined | Promis
     return upstream.era.learn(upstream.port, run.route.upstreamPath(new URL(run.route.info.path, 'http://x')), upstream.requestHeaders(principal), principal)
       .then((learned) => (learned === '2025' ? translator(run, '2025') : undefined));
   }
+  // A request in the 2026 envelope naming a version no era knows (a newer one, a typo) is answered
+  // by the translator in front of a 2025 upstream, as a 2026 server would (-32022 and its versions),
+  // rather than by the upstream as a request without a session.
+  if (era === undefined && upstream.era.known() === '2025' && unknownModernVersion(run)) return translator(run, '2025');
   // 2025 clients are translated only for an upstream pinned to 2026 (see upstream-era.ts).
   if (upstream.era.pinned() !== '2026') return undefined;
   // A 2025 session stays with whoever opened it: a translator-minted id, or the upstream's own.
@@ -54,7 +58,7 @@ export function closeTranslators(route: CompiledRoute): void {
 }
 
 function build(run: ExchangeRun, upstreamEra: Era): Translator {
-  const deps = { upstream: run.upstream.port, state: stateSealer(run), log: run.env.log, route: run.route.info.name };
+  const deps = { upstream: run.upstream.port, state: stateSealer(run), log: run.env.log, route: run.route.info.name, tools: run.upstream.toolHeaders };
   return upstreamEra === '2025' ? createToLegacyTranslator(deps) : createToModernTranslator(deps);
 }
 
@@ -82,5 +86,17 @@ function clientEraOf(run: ExchangeRun): Era | undefined {
     return info.era;
   } catch {
     return undefined;
+  }
+}
+
+/** A POST without a session whose lone request names, in its 2026 `_meta`, a version of no known era. */
+function unknownModernVersion(run: ExchangeRun): boolean {
+  if (run.req.method !== 'POST' || !run.body || run.body.length > 1_000_000 || run.x.upstreamHeaders[HEADER.session] !== undefined || run.legacySessionId) return false;
+  try {
+    const value = JSON.parse(run.body.toString('utf8')) as { params?: { _meta?: Record<string, unknown> } } | null;
+    const version = value && !Array.isArray(value) ? value.params?._meta?.[META.protocolVersion] : undefined;
+    return typeof version === 'string' && eraOfVersion(version) === undefined;
+  } catch {
+    return false;
   }
 }

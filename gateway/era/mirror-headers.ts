@@ -14,7 +14,7 @@ export interface HeaderDeclaration {
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
+const SENTINEL = /^=\?base64\?(.*)\?=$/;
 const PRIMITIVES = new Set(['string', 'integer', 'boolean']);
 
 /**
@@ -63,8 +63,9 @@ export function decodeHeaderValue(header: string): string | undefined {
   const m = SENTINEL.exec(header);
   if (!m) return header;
   const decoded = Buffer.from(m[1], 'base64');
-  // Base64 that does not round-trip is not base64 (Node decodes leniently).
-  if (decoded.toString('base64').replace(/=+$/, '') !== m[1].replace(/=+$/, '')) return undefined;
+  // Base64 that does not round-trip exactly is not base64: Node decodes leniently, and the spec's
+  // test cases refuse missing or extra padding as well as characters outside the alphabet.
+  if (decoded.toString('base64') !== m[1]) return undefined;
   return decoded.toString('utf8');
 }
 

@@ -16,6 +16,7 @@
 import type { Logger } from 'pino';
 import type { Principal } from '../contract.ts';
 import type { InProcessUpstream, UpstreamCall, UpstreamResponse } from '../runtime.ts';
+import type { ToolHeaders } from './tool-headers.ts';
 
 /** The real upstream, reached in its own era. `call.headers` already carry its credentials. */
 export interface UpstreamPort {
@@ -31,6 +32,8 @@ export interface StateSealer {
 
 export interface TranslatorDeps {
   upstream: UpstreamPort;
+  /** The route's tools' `x-mcp-header` declarations: learned from the lists a translator answers, read to check a 2026 client's headers. */
+  tools?: ToolHeaders;
   state: StateSealer;
   log: Logger;
   /** The route name, for logs. */

@@ -97,8 +97,11 @@ function request(method: string, params: Msg = {}, opts: { caps?: Msg; meta?: Ms
 /** Sends one client exchange; `end()` ends it as the core does (answer read, or client gone): its signal aborts. */
 async function exchange(t: Translator, body: Msg, principal: Principal | undefined = alice): Promise<{ res: UpstreamResponse; end(): void }> {
   const abort = new AbortController();
-  const headers: Msg = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN_VERSION, 'mcp-method': body.method };
+  // The mirror headers a 2026 client sends: what its body says.
+  const version = body.params?._meta?.[META.protocolVersion] ?? MODERN_VERSION;
+  const headers: Msg = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': version, 'mcp-method': body.method };
   if (body.params?.name) headers['mcp-name'] = body.params.name;
+  else if (body.params?.uri) headers['mcp-name'] = body.params.uri;
   const res = await t.dispatch({ method: 'POST', pathAndQuery: '/mcp', headers, body: Buffer.from(JSON.stringify(body)), principal, signal: abort.signal });
   return { res, end: () => abort.abort() };
 }
@@ -374,6 +377,26 @@ describe('2026 client → 2025 upstream (server-everything)', () => {
     assert.equal(old.status, 400);
     assert.equal(old.last.error.code, -32022);
     assert.deepEqual(old.last.error.data.supported, [MODERN_VERSION]);
+    assert.equal(old.last.error.data.requested, '2099-01-01');
+  });
+
+  test('refuses what a 2026 server must: a missing envelope, contradicting headers, removed methods', async () => {
+    const bare = await ask(t, { jsonrpc: '2.0', id: 71, method: 'tools/list', params: {} });
+    assert.deepEqual([bare.status, bare.last.id, bare.last.error.code], [400, 71, -32602]);
+    const noCaps = await ask(t, { jsonrpc: '2.0', id: 72, method: 'tools/list', params: { _meta: { [META.protocolVersion]: MODERN_VERSION } } });
+    assert.deepEqual([noCaps.status, noCaps.last.error.code], [400, -32602]);
+    assert.match(noCaps.last.error.message, /clientCapabilities/);
+    const body = request('tools/call', { name: 'echo', arguments: { message: 'x' } });
+    const lying = await t.dispatch({
+      method: 'POST', pathAndQuery: '/mcp', principal: alice, signal: new AbortController().signal, body: Buffer.from(JSON.stringify(body)),
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN_VERSION, 'mcp-method': 'tools/call', 'mcp-name': 'not-echo' },
+    });
+    const lied = JSON.parse(await new Response(lying as unknown as ReadableStream).text());
+    assert.deepEqual([lying.statusCode, lied.id, lied.error.code], [400, body.id, -32020]);
+    for (const method of ['initialize', 'ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']) {
+      const removed = await ask(t, request(method, method.startsWith('resources/') ? { uri: 'demo://x' } : {}));
+      assert.deepEqual([removed.status, removed.last.error.code], [404, -32601], method);
+    }
   });
 });
 

@@ -28,6 +28,7 @@ import { wholeResponse } from '../../stdio/response.ts';
 import { MRTR_METHODS } from '../versions.ts';
 import { ClientAnswer } from './client-answer.ts';
 import { sessionGone, type LegacySession, type SessionPool } from './sessions.ts';
+import type { ToolHeaders } from '../tool-headers.ts';
 import { legacyParams, logRank, modernError, modernResult, paramsOf, type ClientContext, type Json, type RpcId } from './translate.ts';
 import { isEventStream, readBody } from '../upstream-read.ts';
 import { MessageReader, NOT_READY } from './wire.ts';
@@ -65,6 +66,8 @@ export interface InputRequest {
 
 export interface FlightEnv {
   pool: SessionPool;
+  /** Where the `x-mcp-header` declarations of listed tools are kept (the route's upstream's). */
+  tools?: ToolHeaders;
   log: Logger;
   ttlMs: number;
   maxMessageBytes: number;
@@ -176,6 +179,7 @@ export async function pump(env: FlightEnv, flight: Flight, asker: Asker, answer:
       if (isResponse(m)) {
         const r = m as { id?: unknown; result?: unknown; error?: unknown };
         if (r.id !== flight.upstreamId) continue;
+        if (r.error === undefined && flight.method === 'tools/list') env.tools?.learn(r.result);
         answer.final(r.error !== undefined
           ? { jsonrpc: '2.0', id: asker.id, error: modernError(flight.method, r.error) }
           : { jsonrpc: '2.0', id: asker.id, result: modernResult(flight.method, r.result, hints(env, flight.session)) });

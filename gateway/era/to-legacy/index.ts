@@ -19,12 +19,12 @@ import { isNotification, isRequest, isResponse } from '../../jsonrpc.ts';
 import type { UpstreamCall, UpstreamResponse } from '../../runtime.ts';
 import { wholeResponse } from '../../stdio/response.ts';
 import type { Translator, TranslatorDeps } from '../translation.ts';
-import { MODERN_VERSION, MODERN_VERSIONS } from '../versions.ts';
 import { accepted, json, refusal, rpcErrorResponse } from './client-answer.ts';
 import { askerKey, cancel, forward, type Flight, type FlightEnv } from './flight.ts';
 import { Listens } from './listen.ts';
 import { ParkedFlights, retry } from './mrtr.ts';
 import { SessionPool, UpstreamRefusedError } from './sessions.ts';
+import { envelopeProblem } from './envelope.ts';
 import { clientContextOf, discoverResult, paramsOf, type RpcId } from './translate.ts';
 import { UpstreamTooLargeError } from '../upstream-read.ts';
 
@@ -70,6 +70,7 @@ export function createToLegacyTranslator(deps: TranslatorDeps, options: ToLegacy
   }, deps.state);
   const env: FlightEnv = {
     pool, log, maxMessageBytes,
+    tools: deps.tools,
     ttlMs: options.cacheTtlMs ?? 0,
     park: (flight, requests, principal) => parked.park(flight, requests, principal),
     active: new Map<string, Flight>(),
@@ -84,13 +85,10 @@ export function createToLegacyTranslator(deps: TranslatorDeps, options: ToLegacy
 
   async function request(call: UpstreamCall, message: { id: RpcId; method: string; params?: unknown }): Promise<UpstreamResponse> {
     const params = paramsOf(message);
+    // Here the gateway is the 2026 server the client talks to, so it refuses what a 2026 server must.
+    const invalid = envelopeProblem(call, message, deps.tools);
+    if (invalid) return rpcErrorResponse(invalid.status, message.id, invalid.code, invalid.message, invalid.data);
     const client = clientContextOf(params);
-    if (typeof client.version !== 'string' || !MODERN_VERSIONS.includes(client.version)) {
-      // The 2026 answer to a version the server does not speak: 400, -32022, with what it does speak.
-      return rpcErrorResponse(400, message.id, -32022, 'Unsupported protocol version', {
-        supported: [MODERN_VERSION], requested: typeof client.version === 'string' ? client.version : 'unknown',
-      });
-    }
     switch (message.method) {
       case 'server/discover': {
         const session = await pool.acquire(call, client);

@@ -11,6 +11,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
+import { isEventStream } from '../era/upstream-read.ts';
 import { isMessage, isNotification, isRequest, type JSONRPCRequest } from '../jsonrpc.ts';
 import type { InProcessUpstream, UpstreamCall, UpstreamResponse, UpstreamTarget } from '../runtime.ts';
 import { wholeResponse } from '../stdio/response.ts';
@@ -18,7 +19,7 @@ import { deadline, type ListContext } from './catalog.ts';
 import { MemberHealth } from './member-health.ts';
 import { Member, MemberError, type MemberSession } from './members.ts';
 import type { Naming } from './names.ts';
-import { ACCEPTED, json, rpcError } from './relay.ts';
+import { ACCEPTED, json, readEventId, relay, rpcError } from './relay.ts';
 import { handleAnswer, handleNotification, handleRequest, type Core } from './requests.ts';
 import { encodeSession, newSession, readSession, SessionStates, type FederationSession, type SessionState } from './session.ts';
 import { LegacySessions, legacyToken } from './legacy.ts';
@@ -215,12 +216,34 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     return ACCEPTED();
   }
 
-  function get(call: UpstreamCall): UpstreamResponse {
+  function get(call: UpstreamCall): UpstreamResponse | Promise<UpstreamResponse> {
     // A GET without a session is how a legacy HTTP+SSE (2024-11-05) client begins.
     if (typeof call.headers['mcp-session-id'] !== 'string') return legacy.open(call);
     const opened = sessionOf(call);
     if (!('fs' in opened)) return opened;
+    const last = call.headers['last-event-id'];
+    if (typeof last === 'string') return resume(call, opened.fs, opened.state, last);
     return openClientStream(streamContext(call, opened.fs, opened.state));
+  }
+
+  /** A GET with `Last-Event-ID`: the rest of a member's stream, from the member that holds it. */
+  async function resume(call: UpstreamCall, fs: FederationSession, state: SessionState, last: string): Promise<UpstreamResponse> {
+    const at = readEventId(last);
+    const member = at ? byName.get(at.member) : undefined;
+    const session = member?.visibleTo(call.principal) ? state.sessionOf(fs, member.name) : undefined;
+    if (!at || !member || !session) return rpcError(null, -32000, 'Bad Request: Last-Event-ID names no stream of this session', undefined, 400);
+    let res: UpstreamResponse;
+    try {
+      res = await member.send(call, 'GET', undefined, session, call.signal, at.id);
+    } catch (err) {
+      const failure = err instanceof MemberError ? err : new MemberError(String(err), { code: 'GW_ERR_UPSTREAM_UNREACHABLE' });
+      return rpcError(null, -32000, `the stream cannot be resumed: its server ${failure.message}`, failure.code, 502);
+    }
+    if (res.statusCode !== 200 || !isEventStream(res)) {
+      res.resume();
+      return rpcError(null, -32000, `the stream cannot be resumed: its server answered HTTP ${res.statusCode}`, undefined, res.statusCode >= 400 ? res.statusCode : 502);
+    }
+    return relay(res, member.name, maxMessageBytes, () => {});
   }
 
   /** Ends the session at every member that has one, and here. */

@@ -8,8 +8,8 @@
  */
 import { Readable } from 'node:stream';
 import { isRequest } from '../jsonrpc.ts';
-import { messageEvent } from '../messages/sse-codec.ts';
-import { eventData, isEventStream, readBody } from '../era/upstream-read.ts';
+import { parseEvent, SseFramer } from '../messages/sse-codec.ts';
+import { isEventStream, readBody, UpstreamTooLargeError } from '../era/upstream-read.ts';
 import type { UpstreamResponse } from '../runtime.ts';
 import { wholeResponse } from '../stdio/response.ts';
 
@@ -76,15 +76,18 @@ export async function relay(res: UpstreamResponse, member: string, maxMessageByt
   };
   const out = eventStream(res.statusCode, async function* () {
     try {
-      for await (const data of eventData(res, maxMessageBytes)) {
-        let message: unknown;
-        try {
-          message = JSON.parse(data);
-        } catch {
-          continue;
+      const framer = new SseFramer({ maxEventLength: maxMessageBytes });
+      for await (const chunk of res as AsyncIterable<Buffer | string>) {
+        const blocks = framer.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+        if (framer.overflowed) throw new UpstreamTooLargeError(maxMessageBytes);
+        for (const block of blocks) {
+          const event = renamedEvent(member, block);
+          if (event) yield event;
         }
-        yield messageEvent(JSON.stringify(outward(member, message)));
       }
+      const rest = framer.flush();
+      const last = rest ? renamedEvent(member, rest) : undefined;
+      if (last) yield last;
     } finally {
       end();
     }
@@ -92,6 +95,42 @@ export async function relay(res: UpstreamResponse, member: string, maxMessageByt
   // A client gone before the first read never starts the generator: its finally would never run.
   out.once('close', end);
   return out;
+}
+
+/** A resumption cursor as the client sees it: the member's name, then the member's own cursor. */
+export function eventId(member: string, id: string): string {
+  return `${Buffer.from(member).toString('base64url')}.${id}`;
+}
+
+/** The member and its own cursor behind an id made by `eventId`. */
+export function readEventId(id: string): { member: string; id: string } | undefined {
+  const dot = id.indexOf('.');
+  if (dot <= 0) return undefined;
+  return { member: Buffer.from(id.slice(0, dot), 'base64url').toString('utf8'), id: id.slice(dot + 1) };
+}
+
+const RETRY = /^retry:\s?(\d+)$/m;
+
+/**
+ * One of a member's events as the client gets it: its message through `outward`, its id renamed, its
+ * `event:` and `retry:` kept, a priming event (id, empty data) kept; comments and non-JSON data dropped.
+ */
+function renamedEvent(member: string, block: string): string | undefined {
+  const { event, data, id } = parseEvent(block);
+  let out = event !== undefined && event !== 'message' ? `event: ${event}\n` : '';
+  if (id !== undefined && id !== '') out += `id: ${eventId(member, id)}\n`;
+  const retry = RETRY.exec(block);
+  if (retry) out += `retry: ${retry[1]}\n`;
+  if (data !== undefined && data !== '') {
+    let message: unknown;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return out === '' ? undefined : `${out}data: \n\n`;
+    }
+    return `${out}data: ${JSON.stringify(outward(member, message))}\n\n`;
+  }
+  return out === '' ? undefined : `${out}data: \n\n`;
 }
 
 /**

@@ -3,7 +3,7 @@
  * that hangs, refuses the gateway or forgets its sessions, tenants' member sets, and what members see.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { authPlugins, GATEWAY_ENV, tokenFor } from '../helpers/hs256-auth.ts';
 import { startScriptedMember, type ScriptedMember } from './scripted-member.ts';
@@ -46,6 +46,26 @@ ${yamlMembers}
 routes:
   - { name: fed, listener: main, path: /mcp, upstream: fed, plugins: ${authPlugins()} }
 `, { env: GATEWAY_ENV });
+}
+
+/**
+ * Scripted members `a` (tool `alpha`) and, when asked, `b` (tool `beta`) behind a federation, a
+ * gateway in front, everything stopped with the test. `fields` adds YAML to a member's upstream entry
+ * (`headers`, `timeouts`), `options` to its federation member entry (`tenants`).
+ */
+async function federate(t: TestContext, opts: {
+  members: Array<'a' | 'b'>; prefix: string; listTimeout?: string;
+  fields?: Partial<Record<'a' | 'b', string>>; options?: Partial<Record<'a' | 'b', string>>;
+}) {
+  const tools = { a: ['alpha'], b: ['beta'] };
+  const started = await Promise.all(opts.members.map((m) => startScriptedMember(m, tools[m])));
+  t.after(() => Promise.all(started.map((m) => m.close())));
+  const upstreams = opts.members.map((m, i) => `  ${m}: { url: ${started[i].url}${opts.fields?.[m] ? `, ${opts.fields[m]}` : ''} }`).join('\n');
+  const entries = opts.members.map((m) => `        ${m}: ${opts.options?.[m] ?? '{}'}`).join('\n');
+  const gw = await gatewayFor(entries, upstreams, { prefix: opts.prefix, listTimeout: opts.listTimeout });
+  t.after(() => gw.close());
+  const [a, b] = started;
+  return { a, b, gw, url: `${gw.url()}/mcp`, token: await tokenFor('acme') };
 }
 
 describe('federation names and routing', () => {
@@ -122,12 +142,7 @@ describe('federation names and routing', () => {
 
 describe('federation failures', () => {
   test('a member that hangs is left out after listTimeout; the others are served', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    const b = await startScriptedMember('b', ['beta']);
-    t.after(async () => { await a.close(); await b.close(); });
-    const gw = await gatewayFor('        a: {}\n        b: {}', `  a: { url: ${a.url} }\n  b: { url: ${b.url} }`, { prefix: 'always', listTimeout: '1s' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', listTimeout: '1s' });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     b.fail('hang-lists');
@@ -142,12 +157,7 @@ describe('federation failures', () => {
   });
 
   test('a member that never opens its session holds up neither initialize nor listings', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    const b = await startScriptedMember('b', ['beta']);
-    t.after(async () => { await a.close(); await b.close(); });
-    const gw = await gatewayFor('        a: {}\n        b: {}', `  a: { url: ${a.url} }\n  b: { url: ${b.url} }`, { prefix: 'always', listTimeout: '1s' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', listTimeout: '1s' });
     const token = await tokenFor('acme');
     b.fail('hang-initialize');
     const session = await initialize(url, token);
@@ -162,12 +172,7 @@ describe('federation failures', () => {
   });
 
   test('a member refusing the gateway\'s credential: a clear error with the call\'s id, others unaffected', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    const b = await startScriptedMember('b', ['beta']);
-    t.after(async () => { await a.close(); await b.close(); });
-    const gw = await gatewayFor('        a: {}\n        b: {}', `  a: { url: ${a.url} }\n  b: { url: ${b.url}, headers: { authorization: "Bearer wrong" } }`, { prefix: 'always' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', fields: { b: 'headers: { authorization: "Bearer wrong" }' } });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     b.fail('status-401');
@@ -179,11 +184,7 @@ describe('federation failures', () => {
   });
 
   test('a member\'s own timeouts hold behind the federation: a call it never answers is GW_ERR_UPSTREAM_TIMEOUT', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    t.after(() => a.close());
-    const gw = await gatewayFor('        a: {}', `  a: { url: ${a.url}, timeouts: { firstByte: 1s } }`, { prefix: 'always' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, gw, url } = await federate(t, { members: ['a'], prefix: 'always', fields: { a: 'timeouts: { firstByte: 1s }' } });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     a.fail('hang-calls');
@@ -197,11 +198,7 @@ describe('federation failures', () => {
   });
 
   test('a member that forgot the session gets a new one, and the call runs once', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    t.after(() => a.close());
-    const gw = await gatewayFor('        a: {}', `  a: { url: ${a.url} }`, { prefix: 'always' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, gw, url } = await federate(t, { members: ['a'], prefix: 'always' });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     assert.equal(a.received('initialize').length, 1);
@@ -214,11 +211,7 @@ describe('federation failures', () => {
   });
 
   test('a session outlives a reload: the new federation reads its member sessions from the id', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    t.after(() => a.close());
-    const gw = await gatewayFor('        a: {}', `  a: { url: ${a.url} }`, { prefix: 'always' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, gw, url } = await federate(t, { members: ['a'], prefix: 'always' });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     assert.deepEqual(await gw.gw.reload(), { ok: true });
@@ -255,12 +248,7 @@ sessions: { key: "${key}" }
   });
 
   test('a tenant outside a member\'s tenants neither sees nor reaches it', async (t) => {
-    const a = await startScriptedMember('a', ['alpha']);
-    const b = await startScriptedMember('b', ['beta']);
-    t.after(async () => { await a.close(); await b.close(); });
-    const gw = await gatewayFor('        a: {}\n        b: { tenants: [acme] }', `  a: { url: ${a.url} }\n  b: { url: ${b.url} }`, { prefix: 'always' });
-    t.after(() => gw.close());
-    const url = `${gw.url()}/mcp`;
+    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', options: { b: '{ tenants: [acme] }' } });
     const acme = await tokenFor('acme');
     const globex = await tokenFor('globex');
     const s1 = await initialize(url, acme);

@@ -60,12 +60,13 @@ export type Federation = InProcessUpstream & {
 
 export function createFederation(name: string, cfg: FederationConfig, deps: FederationDeps): Federation {
   const log = deps.log.child({ federation: name });
-  const members = Object.entries(cfg.members).map(([m, mc]) => {
+  const members = Object.entries(cfg.members).map(([m, mc], i) => {
     const target = deps.members.get(m);
     if (!target) throw new Error(`federation "${name}": its member "${m}" is not a configured upstream`);
-    return new Member(m, mc, target, log, name);
+    return new Member(m, `m${i}`, mc, target, log, name);
   });
   const byName = new Map(members.map((m) => [m.name, m]));
+  const byTag = new Map(members.map((m) => [m.tag, m]));
   const naming: Naming = { mode: cfg.prefix, separator: cfg.separator, prefixes: new Map(members.map((m) => [m.name, m.prefix])) };
   const states = new SessionStates(deps.maxSessions ?? 10_000);
   /** Session ids already decoded: a client repeats its id on every request. */
@@ -109,7 +110,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   }
 
   const core: Core = {
-    cfg, naming, log, byName, maxMessageBytes, report,
+    cfg, naming, log, byName, byTag, maxMessageBytes, report,
     visible: (call) => members.filter((m) => m.visibleTo(call.principal)),
     listContext: (call, fs, state): ListContext => ({
       naming, listTimeoutMs: cfg.listTimeoutMs, listTtlMs: cfg.listTtlMs, report, sessionFor: sessionFor(call, fs, state),
@@ -229,7 +230,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   /** A GET with `Last-Event-ID`: the rest of a member's stream, from the member that holds it. */
   async function resume(call: UpstreamCall, fs: FederationSession, state: SessionState, last: string): Promise<UpstreamResponse> {
     const at = readEventId(last);
-    const member = at ? byName.get(at.member) : undefined;
+    const member = at ? byTag.get(at.tag) : undefined;
     const session = member?.visibleTo(call.principal) ? state.sessionOf(fs, member.name) : undefined;
     if (!at || !member || !session) return rpcError(null, -32000, 'Bad Request: Last-Event-ID names no stream of this session', undefined, 400);
     let res: UpstreamResponse;
@@ -243,7 +244,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
       res.resume();
       return rpcError(null, -32000, `the stream cannot be resumed: its server answered HTTP ${res.statusCode}`, undefined, res.statusCode >= 400 ? res.statusCode : 502);
     }
-    return relay(res, member.name, maxMessageBytes, () => {});
+    return relay(res, member.tag, maxMessageBytes, () => {});
   }
 
   /** Ends the session at every member that has one, and here. */

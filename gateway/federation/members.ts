@@ -58,6 +58,8 @@ let ownIds = 0;
 
 export class Member {
   readonly name: string;
+  /** What ids the client sees name it by (relay.ts): `m<place in the configuration>`. */
+  readonly tag: string;
   readonly prefix: string;
   readonly target: UpstreamTarget;
   readonly #port: UpstreamPort;
@@ -65,8 +67,9 @@ export class Member {
   readonly #tenants: WildcardMatcher | undefined;
   readonly #scopes: ReadonlySet<string> | undefined;
 
-  constructor(name: string, cfg: FederationMemberConfig, target: UpstreamTarget, log: Logger, federation: string) {
+  constructor(name: string, tag: string, cfg: FederationMemberConfig, target: UpstreamTarget, log: Logger, federation: string) {
     this.name = name;
+    this.tag = tag;
     this.prefix = cfg.prefix;
     this.target = target;
     this.#tenants = cfg.tenants ? compileWildcards(cfg.tenants) : undefined;

@@ -15,27 +15,32 @@ import { wholeResponse } from '../stdio/response.ts';
 
 const ASKED_PREFIX = 'gw-fed.';
 
-/** The id the client sees for a request `member` sent it. */
-export function askedId(member: string, id: string | number): string {
-  return ASKED_PREFIX + Buffer.from(JSON.stringify([member, id])).toString('base64url');
+/*
+ * Ids name a member by its tag (`m0`, `m1`…, its place in the configuration, the same on every replica
+ * running that configuration), never by its name: the client is not told which server is behind what.
+ */
+
+/** The id the client sees for a request the member tagged `tag` sent it. */
+export function askedId(tag: string, id: string | number): string {
+  return ASKED_PREFIX + Buffer.from(JSON.stringify([tag, id])).toString('base64url');
 }
 
-/** The member and its own id behind an id made by `askedId`; undefined for any other id. */
-export function readAskedId(id: unknown): { member: string; id: string | number } | undefined {
+/** The member tag and its own id behind an id made by `askedId`; undefined for any other id. */
+export function readAskedId(id: unknown): { tag: string; id: string | number } | undefined {
   if (typeof id !== 'string' || !id.startsWith(ASKED_PREFIX) || id.length > 4096) return undefined;
   try {
     const v = JSON.parse(Buffer.from(id.slice(ASKED_PREFIX.length), 'base64url').toString('utf8')) as unknown;
     if (!Array.isArray(v) || typeof v[0] !== 'string' || (typeof v[1] !== 'string' && typeof v[1] !== 'number')) return undefined;
-    return { member: v[0], id: v[1] };
+    return { tag: v[0], id: v[1] };
   } catch {
     return undefined;
   }
 }
 
-/** A message from `member` as the client must see it. */
-export function outward(member: string, message: unknown): unknown {
+/** A message from the member tagged `tag` as the client must see it. */
+export function outward(tag: string, message: unknown): unknown {
   if (!isRequest(message)) return message;
-  return { ...message, id: askedId(member, message.id as string | number) };
+  return { ...message, id: askedId(tag, message.id as string | number) };
 }
 
 /** A JSON answer of our own making. */
@@ -58,7 +63,7 @@ export const ACCEPTED = (): UpstreamResponse => wholeResponse(202, '');
  * A member's answer relayed: an event stream is read as the client reads it (nothing is buffered
  * beyond one event), every message passed through `outward`. `onEnd` runs once, however it ends.
  */
-export async function relay(res: UpstreamResponse, member: string, maxMessageBytes: number, onEnd: () => void): Promise<UpstreamResponse> {
+export async function relay(res: UpstreamResponse, tag: string, maxMessageBytes: number, onEnd: () => void): Promise<UpstreamResponse> {
   if (!isEventStream(res)) {
     try {
       const body = await readBody(res, maxMessageBytes);
@@ -81,12 +86,12 @@ export async function relay(res: UpstreamResponse, member: string, maxMessageByt
         const blocks = framer.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
         if (framer.overflowed) throw new UpstreamTooLargeError(maxMessageBytes);
         for (const block of blocks) {
-          const event = renamedEvent(member, block);
+          const event = renamedEvent(tag, block);
           if (event) yield event;
         }
       }
       const rest = framer.flush();
-      const last = rest ? renamedEvent(member, rest) : undefined;
+      const last = rest ? renamedEvent(tag, rest) : undefined;
       if (last) yield last;
     } finally {
       end();
@@ -97,16 +102,16 @@ export async function relay(res: UpstreamResponse, member: string, maxMessageByt
   return out;
 }
 
-/** A resumption cursor as the client sees it: the member's name, then the member's own cursor. */
-export function eventId(member: string, id: string): string {
-  return `${Buffer.from(member).toString('base64url')}.${id}`;
+/** A resumption cursor as the client sees it: the member's tag, then the member's own cursor. */
+export function eventId(tag: string, id: string): string {
+  return `${tag}.${id}`;
 }
 
-/** The member and its own cursor behind an id made by `eventId`. */
-export function readEventId(id: string): { member: string; id: string } | undefined {
+/** The member tag and its own cursor behind an id made by `eventId`. */
+export function readEventId(id: string): { tag: string; id: string } | undefined {
   const dot = id.indexOf('.');
   if (dot <= 0) return undefined;
-  return { member: Buffer.from(id.slice(0, dot), 'base64url').toString('utf8'), id: id.slice(dot + 1) };
+  return { tag: id.slice(0, dot), id: id.slice(dot + 1) };
 }
 
 const RETRY = /^retry:\s?(\d+)$/m;
@@ -115,10 +120,10 @@ const RETRY = /^retry:\s?(\d+)$/m;
  * One of a member's events as the client gets it: its message through `outward`, its id renamed, its
  * `event:` and `retry:` kept, a priming event (id, empty data) kept; comments and non-JSON data dropped.
  */
-function renamedEvent(member: string, block: string): string | undefined {
+function renamedEvent(tag: string, block: string): string | undefined {
   const { event, data, id } = parseEvent(block);
   let out = event !== undefined && event !== 'message' ? `event: ${event}\n` : '';
-  if (id !== undefined && id !== '') out += `id: ${eventId(member, id)}\n`;
+  if (id !== undefined && id !== '') out += `id: ${eventId(tag, id)}\n`;
   const retry = RETRY.exec(block);
   if (retry) out += `retry: ${retry[1]}\n`;
   if (data !== undefined && data !== '') {
@@ -128,7 +133,7 @@ function renamedEvent(member: string, block: string): string | undefined {
     } catch {
       return out === '' ? undefined : `${out}data: \n\n`;
     }
-    return `${out}data: ${JSON.stringify(outward(member, message))}\n\n`;
+    return `${out}data: ${JSON.stringify(outward(tag, message))}\n\n`;
   }
   return out === '' ? undefined : `${out}data: \n\n`;
 }

@@ -19,6 +19,7 @@ export interface Core {
   readonly naming: Naming;
   readonly log: Logger;
   readonly byName: ReadonlyMap<string, Member>;
+  readonly byTag: ReadonlyMap<string, Member>;
   readonly maxMessageBytes: number;
   visible(call: UpstreamCall): Member[];
   listContext(call: UpstreamCall, fs: FederationSession, state: SessionState): ListContext;
@@ -163,7 +164,7 @@ async function forward(on: On, memberName: string, msg: JSONRPCRequest, what: st
       const next = failure.code === 'GW_ERR_UPSTREAM_AUTH' ? 'the gateway\'s operator must fix the upstream\'s credential' : 'try again later';
       return rpcError(msg.id, -32000, `${what} is unavailable: its server ${failure.message}; ${next}`, failure.code);
     }
-    if (res.statusCode < 400) return relay(res, member.name, core.maxMessageBytes, done);
+    if (res.statusCode < 400) return relay(res, member.tag, core.maxMessageBytes, done);
     const text = (await readBody(res, 65536).catch(() => Buffer.alloc(0))).toString('utf8');
     if (attempt === 0 && session.id !== undefined && (res.statusCode === 404 || (res.statusCode === 400 && /session/i.test(text)))) {
       state.forget(member.name);
@@ -211,7 +212,7 @@ export async function handleNotification(on: On, msg: JSONRPCNotification): Prom
 export async function handleAnswer(on: On, msg: { id?: unknown }): Promise<void> {
   const { core, call, fs, state } = on;
   const asked = readAskedId(msg.id);
-  const member = asked ? core.byName.get(asked.member) : undefined;
+  const member = asked ? core.byTag.get(asked.tag) : undefined;
   const session = member ? state.sessionOf(fs, member.name) : undefined;
   if (!asked || !member || !session || !member.visibleTo(call.principal)) {
     core.log.debug({ id: msg.id }, 'an answer to no request of a federation member; dropped');

@@ -152,7 +152,7 @@ async function follow(ctx: StreamContext, member: Member, sink: ClientSink): Pro
           invalidate(ctx.state, member.name, changed);
           sink.changed((message as { method: string }).method);
         } else {
-          sink.push(outward(member.name, message));
+          sink.push(outward(member.tag, message));
           await sink.room();
         }
       }

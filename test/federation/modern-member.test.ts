@@ -64,11 +64,24 @@ routes:
   }, 'tools list_changed reaches the 2025 client', 20_000, 250);
   assert.ok((await names()).includes('m__fresh'), 'the cached listing was dropped');
 
-  const v2 = await connectV2(url, { token, mode: 'pin-2026', onElicit: () => ({ action: 'accept', content: { graph: 'other' } }) });
+  const v2 = await connectV2(url, { token, mode: 'pin-2026', listChanged: true, onElicit: () => ({ action: 'accept', content: { graph: 'other' } }) });
   t.after(() => v2.close());
   assert.equal(v2.era, 'modern');
   assert.equal(textOf(await v2.client.callTool({ name: 'l__alpha', arguments: {} })), 'legacy ran alpha {}');
   assert.equal(textOf(await v2.client.callTool({ name: 'm__fresh', arguments: {} })), 'fresh called');
   // …and a 2026 client gets it back as input_required: three translations, one answer.
   assert.equal(textOf(await v2.client.callTool({ name: 'm__pick_graph', arguments: { graphName: 'g2' } })), 'picked other (asked about g2)');
+
+  // A 2026 client's subscriptions/listen follows the federation's merged stream, which follows the
+  // member's own listen: a change there reaches it, through both translators.
+  const changed = v2.toolsChanged();
+  let more = 0;
+  let told = false;
+  void changed.then(() => { told = true; });
+  await waitFor(() => {
+    if (told) return true;
+    modern.addTool(`later${more++}`);
+    return false;
+  }, 'tools list_changed reaches the 2026 client', 20_000, 250);
+  assert.ok((await v2.client.listTools()).tools.some((x) => x.name === 'm__later0'));
 });

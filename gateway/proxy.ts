@@ -140,6 +140,8 @@ export class ExchangeRun {
   /** Run once when the exchange ends: timers to clear, deadlines to cancel. */
   cleanups: Array<() => void> = [];
   upstreamReq: ClientRequest | undefined;
+  /** The upstream's response head arrived (a failure after it is never retried). */
+  upstreamAnswered = false;
   finished = false;
   streamed = false;
   /**

@@ -8,22 +8,29 @@ import type { UpstreamPort } from './translation.ts';
 
 /** An HTTP upstream at `origin` (`http://host:port`); `call.pathAndQuery` is appended as it is. */
 export function httpPort(origin: string, agent?: http.Agent): UpstreamPort {
-  return {
-    send(call: UpstreamCall): Promise<UpstreamResponse> {
-      return new Promise((resolve, reject) => {
-        const headers = { ...call.headers };
-        delete headers.host;
-        if (call.body) {
-          headers['content-length'] = String(call.body.length);
-          delete headers['transfer-encoding'];
+  function attempt(call: UpstreamCall, retry: boolean): Promise<UpstreamResponse> {
+    return new Promise((resolve, reject) => {
+      const headers = { ...call.headers };
+      delete headers.host;
+      if (call.body) {
+        headers['content-length'] = String(call.body.length);
+        delete headers['transfer-encoding'];
+      }
+      const req = http.request(origin + call.pathAndQuery, { method: call.method, headers, agent, signal: call.signal });
+      req.once('response', (res) => resolve(res as UpstreamResponse));
+      req.once('error', (err: NodeJS.ErrnoException) => {
+        // A kept-alive connection the upstream closed while idle: the request never reached it, so it
+        // goes once more on a new connection (as Node's documentation prescribes; safe for any method).
+        if (!retry && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !call.signal.aborted) {
+          attempt(call, true).then(resolve, reject);
+          return;
         }
-        const req = http.request(origin + call.pathAndQuery, { method: call.method, headers, agent, signal: call.signal });
-        req.once('response', (res) => resolve(res as UpstreamResponse));
-        req.once('error', reject);
-        req.end(call.body);
+        reject(err);
       });
-    },
-  };
+      req.end(call.body);
+    });
+  }
+  return { send: (call) => attempt(call, false) };
 }
 
 /** An upstream served in process. */

@@ -23,6 +23,7 @@ import { sealResponseSession } from './session.ts';
 import { relaySse } from './sse-relay.ts';
 
 export function onUpstreamResponse(run: ExchangeRun, proxyRes: IncomingMessage): void {
+  run.upstreamAnswered = true;
   respond(run, proxyRes).catch((err: unknown) => {
     // A hook that set an invalid header value, say: writeHead throws before anything is sent.
     run.x.log.error({ err }, 'response handling failed');

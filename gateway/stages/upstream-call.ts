@@ -50,6 +50,11 @@ export function callUpstream(run: ExchangeRun, translator?: InProcessUpstream): 
 
   if (translator) return dispatchInProcess(run, translator);
   if (upstream.inProcess) return dispatchInProcess(run, upstream.inProcess);
+  proxyToUpstream(run, false);
+}
+
+function proxyToUpstream(run: ExchangeRun, retry: boolean): void {
+  const { upstream } = run;
   run.env.proxy.web(run.req, run.res, {
     target: upstream.origin + run.upstreamPathAndQuery,
     ignorePath: true,
@@ -58,8 +63,21 @@ export function callUpstream(run: ExchangeRun, translator?: InProcessUpstream): 
     selfHandleResponse: true,
     agent: upstream.agent,
     buffer: run.body ? bodySource(run.body) : undefined,
-  }, (err) => onUpstreamError(run, err as NodeJS.ErrnoException));
+  }, (err) => {
+    const e = err as NodeJS.ErrnoException;
+    // A kept-alive connection the upstream closed while idle fails the first request written to it,
+    // which the upstream never read: sending it again on a new connection is what Node's documentation
+    // prescribes, and is safe even for a POST (it cannot have run). Once, and only then.
+    if (!retry && run.upstreamReq?.reusedSocket && STALE_SOCKET.has(e.code ?? '') && !run.upstreamAnswered && !run.res.headersSent && !run.finished && !run.timedOut) {
+      run.upstreamReq = undefined;
+      return proxyToUpstream(run, true);
+    }
+    onUpstreamError(run, e);
+  });
 }
+
+/** Errors of a write on a connection the peer had already closed. */
+const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE']);
 
 /** An upstream served in this process: the same stages before and after, no HTTP hop in between. */
 function dispatchInProcess(run: ExchangeRun, inProcess: InProcessUpstream): void {

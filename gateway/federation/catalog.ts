@@ -8,7 +8,7 @@
 import type { UpstreamCall } from '../runtime.ts';
 import { MemberError, type Member, type MemberSession } from './members.ts';
 import { collisionMessage, exposeNames, type MemberName, type Naming } from './names.ts';
-import type { FederationSession, SessionState } from './session.ts';
+import type { SessionState } from './session.ts';
 
 export interface ListKind {
   method: string;
@@ -54,9 +54,8 @@ export interface ListContext {
 const MAX_PAGES = 100;
 
 /** Lists `kind` across `members` and remembers the table in the session's state. */
-export async function listAll(ctx: ListContext, call: UpstreamCall, session: FederationSession, state: SessionState, members: readonly Member[], kind: ListKind): Promise<Table> {
+export async function listAll(ctx: ListContext, call: UpstreamCall, state: SessionState, members: readonly Member[], kind: ListKind): Promise<Table> {
   const parts = await Promise.all(members.map((m) => listOne(ctx, call, state, m, kind)));
-  void session;
   const entries: Array<{ member: string; item: Record<string, unknown> }> = [];
   parts.forEach((items, i) => { for (const item of items ?? []) entries.push({ member: members[i].name, item }); });
   const table: Table = { items: [], byName: new Map(), byUri: new Map(), templates: [] };
@@ -134,9 +133,14 @@ async function listOne(ctx: ListContext, call: UpstreamCall, state: SessionState
 export function deadline(parent: AbortSignal, ms: number): AbortSignal {
   if (ms <= 0) return parent;
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(new MemberError(`timed out after ${ms} ms`, { code: 'GW_ERR_UPSTREAM_TIMEOUT' })), ms);
+  const onParent = () => clearTimeout(timer);
+  const timer = setTimeout(() => {
+    // The parent may live as long as the federation (its closing signal): leave no listener on it.
+    parent.removeEventListener('abort', onParent);
+    ctl.abort(new MemberError(`timed out after ${ms} ms`, { code: 'GW_ERR_UPSTREAM_TIMEOUT' }));
+  }, ms);
   timer.unref();
-  parent.addEventListener('abort', () => clearTimeout(timer), { once: true });
+  parent.addEventListener('abort', onParent, { once: true });
   return AbortSignal.any([parent, ctl.signal]);
 }
 

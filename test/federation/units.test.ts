@@ -3,7 +3,9 @@
  * changes on the client's stream (with mocked timers, so nothing depends on the machine's speed).
  */
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, mock, test } from 'node:test';
+import { deadline } from '../../gateway/federation/catalog.ts';
 import { MemberHealth } from '../../gateway/federation/member-health.ts';
 import { exposeNames, splitPrefixed, type Naming } from '../../gateway/federation/names.ts';
 import { encodeSession, newSession, readSession, SessionState } from '../../gateway/federation/session.ts';
@@ -122,4 +124,15 @@ test('a member flapping on every request is logged and told to clients at most o
   health.report('b', 'timed out after 5000 ms');
   assert.equal(told, 3, 'another member has its own window');
   health.close();
+});
+
+test('a deadline on a long-lived signal leaves no listener on it once it has fired', (t) => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  t.after(() => mock.timers.reset());
+  const closing = new AbortController();
+  const signals = Array.from({ length: 5 }, () => deadline(closing.signal, 1000));
+  assert.equal(getEventListeners(closing.signal, 'abort').length >= 5, true);
+  mock.timers.tick(1000);
+  assert.ok(signals.every((s) => s.aborted && (s.reason as Error).message === 'timed out after 1000 ms'));
+  assert.equal(getEventListeners(closing.signal, 'abort').length, 0);
 });

@@ -120,7 +120,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
   /** The session a request names: an answer instead when it names none (400) or none of ours (404). */
   function sessionOf(call: UpstreamCall): { fs: FederationSession; state: SessionState } | UpstreamResponse {
     const id = call.headers['mcp-session-id'];
-    if (typeof id !== 'string' || id === '') return rpcError(null, -32000, 'Bad Request: Mcp-Session-Id header is required', undefined, 400);
+    if (typeof id !== 'string' || id === '') return rpcError(null, -32000, 'Bad Request: Mcp-Session-Id header is required (initialize first, then send the id it returned)', 'GW_ERR_INVALID_REQUEST', 400);
     let fs = decoded.get(id);
     if (!fs) {
       fs = readSession(id);
@@ -232,7 +232,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     const at = readEventId(last);
     const member = at ? byTag.get(at.tag) : undefined;
     const session = member?.visibleTo(call.principal) ? state.sessionOf(fs, member.name) : undefined;
-    if (!at || !member || !session) return rpcError(null, -32000, 'Bad Request: Last-Event-ID names no stream of this session', undefined, 400);
+    if (!at || !member || !session) return rpcError(null, -32000, 'Bad Request: Last-Event-ID names no stream of this session; open the stream afresh without it', 'GW_ERR_INVALID_REQUEST', 400);
     let res: UpstreamResponse;
     try {
       res = await member.send(call, 'GET', undefined, session, call.signal, at.id);
@@ -242,7 +242,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
     }
     if (res.statusCode !== 200 || !isEventStream(res)) {
       res.resume();
-      return rpcError(null, -32000, `the stream cannot be resumed: its server answered HTTP ${res.statusCode}`, undefined, res.statusCode >= 400 ? res.statusCode : 502);
+      return rpcError(null, -32000, `the stream cannot be resumed: its server answered HTTP ${res.statusCode}; open the stream afresh`, 'GW_ERR_UPSTREAM_BAD_RESPONSE', res.statusCode >= 400 ? res.statusCode : 502);
     }
     return relay(res, member.tag, maxMessageBytes, () => {});
   }
@@ -264,7 +264,7 @@ export function createFederation(name: string, cfg: FederationConfig, deps: Fede
       if (call.method === 'POST') return post(call);
       if (call.method === 'GET') return get(call);
       if (call.method === 'DELETE') return remove(call);
-      return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Method not allowed' } }, { allow: 'GET, POST, DELETE' });
+      return json(405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: `Method not allowed: ${call.method} (an MCP endpoint takes GET, POST and DELETE)`, data: { code: 'GW_ERR_INVALID_REQUEST' } } }, { allow: 'GET, POST, DELETE' });
     },
     status: () => health.list(),
     close() {

@@ -38,6 +38,8 @@ const NAMED: Readonly<Record<string, { list: string; label: string }>> = {
   'tools/call': { list: 'tools/list', label: 'tool' },
   'prompts/get': { list: 'prompts/list', label: 'prompt' },
 };
+/** The federation's own refusal of a request's parameters (it answers as the server here). */
+const INVALID_PARAMS = 'GW_ERR_FEDERATION_INVALID_PARAMS';
 const BY_URI = new Set(['resources/read', 'resources/subscribe', 'resources/unsubscribe']);
 
 export async function handleRequest(on: On, msg: JSONRPCRequest): Promise<UpstreamResponse> {
@@ -45,22 +47,22 @@ export async function handleRequest(on: On, msg: JSONRPCRequest): Promise<Upstre
   const params = isRecord(msg.params) ? msg.params : {};
   const kind = LIST_KINDS[msg.method];
   if (kind) {
-    if (params.cursor !== undefined) return rpcError(msg.id, -32602, 'Invalid params: this server lists everything on one page and gave no cursor');
-    const table = await listAll(core.listContext(call, fs, state), call, fs, state, core.visible(call), kind);
+    if (params.cursor !== undefined) return rpcError(msg.id, -32602, 'Invalid params: this server lists everything on one page and gave no cursor', INVALID_PARAMS);
+    const table = await listAll(core.listContext(call, fs, state), call, state, core.visible(call), kind);
     if (table.collision) return rpcError(msg.id, -32000, table.collision, 'GW_ERR_FEDERATION_NAME_COLLISION');
     return rpcResult(msg.id, { [kind.field]: table.items });
   }
   const named = NAMED[msg.method];
   if (named) {
     const exposed = params.name;
-    if (typeof exposed !== 'string') return rpcError(msg.id, -32602, `Invalid params: the ${named.label} name is missing`);
+    if (typeof exposed !== 'string') return rpcError(msg.id, -32602, `Invalid params: the ${named.label} name is missing`, INVALID_PARAMS);
     const target = await resolveName(on, named.list, exposed);
     if (!target) return rpcError(msg.id, -32602, `Unknown ${named.label}: ${exposed}`, 'GW_ERR_FEDERATION_UNKNOWN_NAME');
     return forward(on, target.member, { ...msg, params: { ...params, name: target.name } }, `the ${named.label} "${exposed}"`);
   }
   if (BY_URI.has(msg.method)) {
     const uri = params.uri;
-    if (typeof uri !== 'string') return rpcError(msg.id, -32602, 'Invalid params: uri is missing');
+    if (typeof uri !== 'string') return rpcError(msg.id, -32602, 'Invalid params: uri is missing', INVALID_PARAMS);
     const found = await resolveUri(on, uri);
     if (typeof found === 'object') {
       return rpcError(msg.id, -32000, `the resource "${uri}" matches the templates of several servers (${found.ambiguous.join(', ')}), so the gateway cannot tell where to read it`, 'GW_ERR_FEDERATION_NAME_COLLISION');
@@ -71,7 +73,7 @@ export async function handleRequest(on: On, msg: JSONRPCRequest): Promise<Upstre
   if (msg.method === 'completion/complete') return complete(on, msg, params);
   if (msg.method === 'logging/setLevel') return setLevel(on, msg, params);
   if (msg.method === 'ping') return rpcResult(msg.id, {});
-  return rpcError(msg.id, -32601, `Method not found: ${msg.method} is not offered by this federated server`);
+  return rpcError(msg.id, -32601, `Method not found: ${msg.method} is not offered by this federated server`, 'GW_ERR_FEDERATION_METHOD_NOT_FOUND');
 }
 
 /** The member and own name behind an exposed name, as the caller's last listing showed it. */
@@ -79,8 +81,8 @@ async function resolveName(on: On, list: string, exposed: string): Promise<Membe
   const visible = on.core.visible(on.call);
   const { naming } = on.core;
   if (naming.mode === 'always') return splitPrefixed(exposed, naming, visible.map((m) => m.name));
-  let hit = (on.state.tables.get(list) as Table | undefined)?.byName.get(exposed);
-  if (!hit) hit = (await listAll(on.core.listContext(on.call, on.fs, on.state), on.call, on.fs, on.state, visible, LIST_KINDS[list])).byName.get(exposed);
+  let hit = on.state.tables.get(list)?.byName.get(exposed);
+  if (!hit) hit = (await listAll(on.core.listContext(on.call, on.fs, on.state), on.call, on.state, visible, LIST_KINDS[list])).byName.get(exposed);
   // Visibility is the caller's now, not at listing time.
   return hit && visible.some((m) => m.name === hit.member) ? hit : undefined;
 }
@@ -89,14 +91,14 @@ async function resolveUri(on: On, uri: string): Promise<string | undefined | { a
   const { core, call, fs, state } = on;
   const visible = core.visible(call);
   const offering = () => visible.filter((m) => state.sessionOf(fs, m.name)?.caps.includes('r'));
-  const tables = () => [state.tables.get('resources/list'), state.tables.get('resources/templates/list')] as Array<Table | undefined>;
-  let [resources, templates] = tables();
+  let resources = state.tables.get('resources/list');
+  let templates = state.tables.get('resources/templates/list');
   let found = resources ? memberForUri(uri, resources, templates, offering()) : undefined;
   if (found === undefined) {
     const ctx = core.listContext(call, fs, state);
     [resources, templates] = await Promise.all([
-      listAll(ctx, call, fs, state, visible, LIST_KINDS['resources/list']),
-      listAll(ctx, call, fs, state, visible, LIST_KINDS['resources/templates/list']),
+      listAll(ctx, call, state, visible, LIST_KINDS['resources/list']),
+      listAll(ctx, call, state, visible, LIST_KINDS['resources/templates/list']),
     ]);
     found = memberForUri(uri, resources, templates, offering());
   }
@@ -113,21 +115,21 @@ async function complete(on: On, msg: JSONRPCRequest, params: Record<string, unkn
   }
   if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
     const { core, call, fs, state } = on;
-    let templates = state.tables.get('resources/templates/list') as Table | undefined;
+    let templates = state.tables.get('resources/templates/list');
     if (!templates?.templates.some((t) => t.uriTemplate === ref.uri)) {
-      templates = await listAll(core.listContext(call, fs, state), call, fs, state, core.visible(call), LIST_KINDS['resources/templates/list']);
+      templates = await listAll(core.listContext(call, fs, state), call, state, core.visible(call), LIST_KINDS['resources/templates/list']);
     }
     const owner = templates.templates.find((t) => t.uriTemplate === ref.uri)?.member;
     if (!owner) return rpcError(msg.id, -32602, `Unknown resource template: ${ref.uri}`, 'GW_ERR_FEDERATION_UNKNOWN_NAME');
     return forward(on, owner, msg, `the resource template "${ref.uri}"`);
   }
-  return rpcError(msg.id, -32602, 'Invalid params: ref must name a prompt or a resource template');
+  return rpcError(msg.id, -32602, 'Invalid params: ref must name a prompt or a resource template', INVALID_PARAMS);
 }
 
 /** The level goes to every member session open now that logs, and to those opened later. */
 async function setLevel(on: On, msg: JSONRPCRequest, params: Record<string, unknown>): Promise<UpstreamResponse> {
   const { core, call, fs, state } = on;
-  if (typeof params.level !== 'string') return rpcError(msg.id, -32602, 'Invalid params: level is missing');
+  if (typeof params.level !== 'string') return rpcError(msg.id, -32602, 'Invalid params: level is missing', INVALID_PARAMS);
   state.level = params.level;
   const signal = deadline(call.signal, core.cfg.listTimeoutMs);
   await Promise.all(core.visible(call).map(async (m) => {

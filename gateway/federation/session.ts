@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { encodeWithin } from '../era/to-modern/session.ts';
 import { LEGACY_VERSION, LEGACY_VERSIONS } from '../era/versions.ts';
+import type { Table } from './catalog.ts';
 import type { ClientContext, MemberSession } from './members.ts';
 
 export interface FederationSession {
@@ -105,8 +106,8 @@ export class SessionState {
   readonly opening = new Map<string, Promise<MemberSession>>();
   /** Listings by `<kind>\0<member>`, with when they go stale. */
   readonly listings = new Map<string, { items: Record<string, unknown>[]; staleAt: number }>();
-  /** The last built name tables, by kind. */
-  readonly tables = new Map<string, unknown>();
+  /** The last built name tables, by list method. */
+  readonly tables = new Map<string, Table>();
   /** The client's requests in flight on this replica: request id key → member. */
   readonly inFlight = new Map<string, string>();
   readonly streams = new Set<ClientStream>();

@@ -98,6 +98,20 @@ describe('federation names and routing', () => {
     assert.equal(unknown.body.error.data.code, 'GW_ERR_FEDERATION_UNKNOWN_NAME');
   });
 
+  test('what the federation refuses as a server has a stable code', async (t) => {
+    const gw = await gatewayFor('        a: {}', upstreams(), { prefix: 'always' });
+    t.after(() => gw.close());
+    const url = `${gw.url()}/mcp`;
+    const token = await tokenFor('acme');
+    const session = await initialize(url, token);
+    const cursor = await post(url, token, session, { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { cursor: 'x' } });
+    assert.deepEqual([cursor.body.id, cursor.body.error.code, cursor.body.error.data.code], [1, -32602, 'GW_ERR_FEDERATION_INVALID_PARAMS']);
+    const odd = await post(url, token, session, { jsonrpc: '2.0', id: 2, method: 'tasks/list' });
+    assert.deepEqual([odd.body.id, odd.body.error.code, odd.body.error.data.code], [2, -32601, 'GW_ERR_FEDERATION_METHOD_NOT_FOUND']);
+    const none = await post(url, token, undefined, { jsonrpc: '2.0', id: 3, method: 'tools/list' });
+    assert.deepEqual([none.status, none.body.error.data.code], [400, 'GW_ERR_INVALID_REQUEST']);
+  });
+
   test('never refuses a listing with a collision, naming the name and both members', async (t) => {
     const gw = await gatewayFor('        a: {}\n        b: {}', upstreams(), { prefix: 'never' });
     t.after(() => gw.close());
@@ -142,7 +156,7 @@ describe('federation names and routing', () => {
 
 describe('federation failures', () => {
   test('a member that hangs is left out after listTimeout; the others are served', async (t) => {
-    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', listTimeout: '1s' });
+    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', listTimeout: '3s' });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     b.fail('hang-lists');
@@ -150,14 +164,14 @@ describe('federation failures', () => {
     assert.deepEqual(names(list), ['a__alpha']);
     const warned = gw.logs().find((l) => l.member === 'b' && l.level === 40);
     assert.ok(warned, 'a warning names the failing member');
-    assert.match(String(warned.reason), /timed out after 1000 ms/);
+    assert.match(String(warned.reason), /timed out after 3000 ms/);
     b.fail('none');
     const again = await post(url, token, session, { jsonrpc: '2.0', id: 2, method: 'tools/list' });
     assert.deepEqual(names(again), ['a__alpha', 'b__beta']);
   });
 
   test('a member that never opens its session holds up neither initialize nor listings', async (t) => {
-    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', listTimeout: '1s' });
+    const { a, b, gw, url } = await federate(t, { members: ['a', 'b'], prefix: 'always', listTimeout: '3s' });
     const token = await tokenFor('acme');
     b.fail('hang-initialize');
     const session = await initialize(url, token);
@@ -184,14 +198,14 @@ describe('federation failures', () => {
   });
 
   test('a member\'s own timeouts hold behind the federation: a call it never answers is GW_ERR_UPSTREAM_TIMEOUT', async (t) => {
-    const { a, gw, url } = await federate(t, { members: ['a'], prefix: 'always', fields: { a: 'timeouts: { firstByte: 1s }' } });
+    const { a, gw, url } = await federate(t, { members: ['a'], prefix: 'always', fields: { a: 'timeouts: { firstByte: 3s }' } });
     const token = await tokenFor('acme');
     const session = await initialize(url, token);
     a.fail('hang-calls');
     const call = await post(url, token, session, { jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'a__alpha' } });
     assert.equal(call.body.id, 'slow');
     assert.equal(call.body.error.data.code, 'GW_ERR_UPSTREAM_TIMEOUT');
-    assert.match(call.body.error.message, /timed out after 1000 ms waiting for its answer \(timeouts.firstByte\)/);
+    assert.match(call.body.error.message, /timed out after 3000 ms waiting for its answer \(timeouts.firstByte\)/);
     a.fail('none');
     const again = await post(url, token, session, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'a__alpha' } });
     assert.equal(again.body.result.content[0].text, 'a ran alpha {}');

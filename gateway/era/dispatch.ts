@@ -92,6 +92,8 @@ function clientEraOf(run: ExchangeRun): Era | undefined {
 /** A POST without a session whose lone request names, in its 2026 `_meta`, a version of no known era. */
 function unknownModernVersion(run: ExchangeRun): boolean {
   if (run.req.method !== 'POST' || !run.body || run.body.length > 1_000_000 || run.x.upstreamHeaders[HEADER.session] !== undefined || run.legacySessionId) return false;
+  // (A 2025 request without a version header, an `initialize` say, is not parsed just to find out.)
+  if (!run.body.includes(META.protocolVersion)) return false;
   try {
     const value = JSON.parse(run.body.toString('utf8')) as { params?: { _meta?: Record<string, unknown> } } | null;
     const version = value && !Array.isArray(value) ? value.params?._meta?.[META.protocolVersion] : undefined;

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { ResourceListChangedNotificationSchema, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { waitFor } from '../helpers/wait.ts';
 import type { ElicitParams } from '../helpers/v2-client.ts';
 import { startFederation, startMembers, textOf, toolNames, type FederationGateway, type Members } from './fixtures.ts';
@@ -17,6 +18,20 @@ import { startFederation, startMembers, textOf, toolNames, type FederationGatewa
 const LONG = 'everything__trigger-long-running-operation';
 const ELICIT = 'everything__trigger-elicitation-request';
 const GZIP = 'everything__gzip-file-as-resource';
+
+/** Starts a two-minute call and resolves once its first progress shows it running at the member. */
+async function runningLongCall(client: Client): Promise<{ pending: Promise<unknown>; ac: AbortController }> {
+  const ac = new AbortController();
+  let progressed = false;
+  const pending = client.callTool({ name: LONG, arguments: { duration: 120, steps: 120 } }, undefined, {
+    signal: ac.signal,
+    onprogress: () => { progressed = true; },
+    timeout: 300_000,
+  });
+  pending.catch(() => {});
+  await waitFor(() => progressed, 'the first progress notification (the call is running at the member)', 60_000);
+  return { pending, ac };
+}
 
 describe('progress, elicitation, cancellation and list_changed through a federation', () => {
   let m: Members;
@@ -73,15 +88,7 @@ describe('progress, elicitation, cancellation and list_changed through a federat
 
   test('a cancelled call rejects, and the gateway stays usable', async () => {
     const { client } = await v1();
-    const ac = new AbortController();
-    let progressed = false;
-    const pending = client.callTool({ name: LONG, arguments: { duration: 120, steps: 120 } }, undefined, {
-      signal: ac.signal,
-      onprogress: () => { progressed = true; },
-      timeout: 300_000,
-    });
-    pending.catch(() => {});
-    await waitFor(() => progressed, 'the first progress notification (the call is running at the member)', 60_000);
+    const { pending, ac } = await runningLongCall(client);
     ac.abort(new Error('the user gave up'));
     await assert.rejects(pending, /the user gave up/);
 
@@ -95,15 +102,7 @@ describe('progress, elicitation, cancellation and list_changed through a federat
   test('the cancellation reaches the member as notifications/cancelled for the member\'s own request id', async () => {
     const { client } = await v1();
     const seen = m.everythingWire.sent('tools/call').length;
-    const ac = new AbortController();
-    let progressed = false;
-    const pending = client.callTool({ name: LONG, arguments: { duration: 120, steps: 120 } }, undefined, {
-      signal: ac.signal,
-      onprogress: () => { progressed = true; },
-      timeout: 300_000,
-    });
-    pending.catch(() => {});
-    await waitFor(() => progressed, 'the first progress notification', 60_000);
+    const { pending, ac } = await runningLongCall(client);
     const upstream = m.everythingWire.sent('tools/call').slice(seen).find((c) => c.params.name === 'trigger-long-running-operation');
     assert.ok(upstream, 'the call reached server-everything');
     ac.abort(new Error('stop'));
